@@ -1,0 +1,135 @@
+"""Each institution's rows: where they come from, validated and split into train and test.
+
+A Flower node finds its own institution through its node config, never through globals:
+``partition-id`` (simulation: the i-th institution of the configured data source) or, in a
+real deployment, ``data-path`` (the file that this node alone can read).
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from consortia.config import ExperimentConfig
+from consortia.datasets.partition import partition_frame
+from consortia.datasets.preprocessing import FeatureSummary, Preprocessor
+from consortia.datasets.schema import TabularSchema
+from consortia.datasets.split import stratified_split, temporal_split
+from consortia.errors import ConfigError
+from consortia.verticals import Vertical, get_vertical
+
+
+@dataclass(frozen=True)
+class InstitutionData:
+    """One institution's validated rows, split once with the run's seed."""
+
+    name: str
+    train: pd.DataFrame
+    test: pd.DataFrame
+
+    def summary(self, schema: TabularSchema) -> FeatureSummary:
+        return FeatureSummary.from_frame(self.train, schema)
+
+    def arrays(
+        self, preprocessor: Preprocessor, target: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            preprocessor.transform(self.train),
+            self.train[target].to_numpy(dtype=int),
+            preprocessor.transform(self.test),
+            self.test[target].to_numpy(dtype=int),
+        )
+
+
+@dataclass(frozen=True)
+class Federation:
+    """All institutions of a run (only ever materialised together in simulation)."""
+
+    vertical: Vertical
+    schema: TabularSchema
+    institutions: dict[str, InstitutionData]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.institutions)
+
+
+def split_institution(
+    name: str, frame: pd.DataFrame, vertical: Vertical, schema: TabularSchema, config: ExperimentConfig
+) -> InstitutionData:
+    """Validate one institution's rows and split them into train and test."""
+    source = f"{vertical.institution_noun} '{name}'"
+    valid = schema.validate(frame, source=source, min_rows=4)
+    if vertical.split == "temporal" and schema.time_column and schema.time_column in valid:
+        train, test = temporal_split(valid, schema.time_column, config.test_fraction, source)
+    else:
+        train, test = stratified_split(
+            valid, schema.target, config.test_fraction, seed=institution_seed(config.seed, name), source=source
+        )
+    return InstitutionData(name, train, test)
+
+
+def load_federation(config: ExperimentConfig) -> Federation:
+    """The run's institutions from its data source; cached, so nodes in one process share it."""
+    return _load_federation_cached(config.fingerprint())
+
+
+@functools.lru_cache(maxsize=4)
+def _load_federation_cached(fingerprint: str) -> Federation:
+    config = ExperimentConfig.model_validate_json(fingerprint)
+    vertical = get_vertical(config.vertical)
+    schema = vertical.schema
+    frame = vertical.generate(config.institutions, config.rows, config.seed)
+    parts = partition_frame(
+        frame,
+        config.partition,
+        num_institutions=config.institutions,
+        target=schema.target,
+        natural_column=schema.institution_column,
+        seed=config.seed,
+    )
+    institutions = {
+        name: split_institution(name, part, vertical, schema, config) for name, part in parts.items()
+    }
+    return Federation(vertical, schema, institutions)
+
+
+def institution_arrays(
+    config: ExperimentConfig, name: str, preprocessor_json: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Preprocessed train/test arrays of one institution, cached per (run, preprocessor).
+
+    Every round sends the same preprocessor, so a node transforms its rows once per run.
+    """
+    return _arrays_cached(config.fingerprint(), name, preprocessor_json)
+
+
+@functools.lru_cache(maxsize=64)
+def _arrays_cached(fingerprint: str, name: str, preprocessor_json: str):
+    federation = _load_federation_cached(fingerprint)
+    preprocessor = Preprocessor.from_json(preprocessor_json)
+    return federation.institutions[name].arrays(preprocessor, federation.schema.target)
+
+
+def node_institution(config: ExperimentConfig, node_config: Mapping[str, Any]) -> tuple[Federation, InstitutionData]:
+    """The institution a Flower node serves, found from its node config."""
+    federation = load_federation(config)
+    if "partition-id" not in node_config:
+        raise ConfigError("node config needs 'partition-id' (simulation) or 'data-path' (deployment)")
+    index = int(node_config["partition-id"])
+    names = federation.names
+    if not 0 <= index < len(names):
+        raise ConfigError(f"partition-id {index} is out of range: the run has {len(names)} institutions")
+    return federation, federation.institutions[names[index]]
+
+
+def institution_seed(seed: int, name: str, *salt: int) -> int:
+    """A per-institution seed that does not depend on node ids or message order."""
+    key = f"{seed}:{name}:" + ":".join(map(str, salt))
+    return zlib.crc32(key.encode()) & 0x7FFFFFFF

@@ -1,0 +1,39 @@
+"""Train/test splits inside one institution: stratified by label, or temporal."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from consortia.errors import DataValidationError
+
+
+def stratified_split(
+    frame: pd.DataFrame, target: str, test_fraction: float, seed: int, source: str = "data"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded split that keeps the label rate equal in train and test."""
+    counts = frame[target].value_counts()
+    if counts.min() < 2 or len(counts) < 2:
+        raise DataValidationError(
+            f"needs at least 2 rows of each class to split into train and test; "
+            f"class counts: {counts.to_dict()}",
+            source=source,
+            column=target,
+        )
+    train, test = train_test_split(
+        frame, test_size=test_fraction, random_state=seed, stratify=frame[target]
+    )
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def temporal_split(
+    frame: pd.DataFrame, time_column: str, test_fraction: float, source: str = "data"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train on earlier rows, test on later ones: how a model meets the future in production."""
+    ordered = frame.sort_values(time_column, kind="stable").reset_index(drop=True)
+    cut = int(round(len(ordered) * (1 - test_fraction)))
+    if cut < 1 or cut >= len(ordered):
+        raise DataValidationError(
+            f"{len(ordered)} rows are too few for a temporal split", source=source
+        )
+    return ordered.iloc[:cut].reset_index(drop=True), ordered.iloc[cut:].reset_index(drop=True)

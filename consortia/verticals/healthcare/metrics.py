@@ -1,0 +1,17 @@
+"""Clinical metrics: discrimination first (AUROC), then calibration and a screening operating point."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from consortia import metrics as m
+
+
+def healthcare_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    return {
+        "auroc": m.auroc(y, p),
+        "auprc": m.auprc(y, p),
+        "brier": m.brier(y, p),
+        "accuracy": m.accuracy(y, p),
+        "sensitivity_at_90_specificity": m.sensitivity_at_specificity(y, p, 0.90),
+    }
