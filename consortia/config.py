@@ -34,6 +34,32 @@ class PartitionConfig(BaseModel):
     min_rows: int = Field(20, ge=1, description="smallest institution a re-split may produce")
 
 
+class DataConfig(BaseModel):
+    """Where rows come from: the vertical's generator (no files) or one file per institution.
+
+    ``mapping`` holds the mapping document itself (JSON text, see ``consortia.datasets.mapping``)
+    so that every Flower node gets it through the run config and needs no copy of the file.
+    ``protocol='flamby'`` reproduces FLamby's Fed-Heart-Disease preprocessing and split.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    files: list[str] = Field(default_factory=list, description="one CSV/Parquet file per institution")
+    target: str | None = Field(None, description="target column in the files (overrides the mapping)")
+    mapping: str | None = Field(None, description="the column mapping as JSON text")
+    mapping_source: str | None = Field(None, description="where the mapping came from (for the model card)")
+    protocol: Literal["consortia", "flamby"] = "consortia"
+    min_rows: int = Field(10, ge=4, description="fewest rows an institution's file may have")
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _files_from_text(cls, value: Any) -> Any:
+        # Flower's run_config holds scalars only: lists travel as JSON text.
+        if isinstance(value, str):
+            return json.loads(value) if value.startswith("[") else [value]
+        return value
+
+
 class ExperimentConfig(BaseModel):
     """Everything that defines one run; the same config and seed give the same numbers."""
 
@@ -49,12 +75,44 @@ class ExperimentConfig(BaseModel):
     model_params: dict[str, Scalar] = Field(default_factory=dict)
     strategy: str = "fedavg"
     strategy_params: dict[str, Scalar] = Field(default_factory=dict)
+    xgb_mode: Literal["bagging", "cyclic", "histogram"] = Field(
+        "bagging", description="model xgboost: Flower tree bagging/cyclic, or lossless histogram training"
+    )
     fraction_train: float = Field(1.0, gt=0, le=1)
     partition: PartitionConfig = Field(default_factory=PartitionConfig)
     test_fraction: float = Field(0.25, gt=0, lt=0.9)
     engine: str = "inprocess"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     seed: int = Field(42, ge=0)
+    data: DataConfig = Field(default_factory=DataConfig)
+    run_dir: str | None = Field(None, description="folder for config, checkpoints, result and model card")
+    resume: bool = Field(False, description="continue from the last checkpoint in run_dir")
+    min_institutions: int | None = Field(
+        None, ge=1, description="fewest institutions a round may go on with when nodes drop out (default: all)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _institutions_from_files(cls, values: Any) -> Any:
+        # With real data there is one institution per file, whatever the default says.
+        if isinstance(values, dict):
+            data = values.get("data")
+            files = data.get("files") if isinstance(data, dict) else getattr(data, "files", None)
+            if isinstance(files, str):
+                files = DataConfig._files_from_text(files)
+            if files:
+                values = {**values, "institutions": len(files)}
+        return values
+
+    @model_validator(mode="before")
+    @classmethod
+    def _xgboost_mode(cls, values: Any) -> Any:
+        # model xgboost: its xgb_mode picks the Flower strategy and reaches the learner's params
+        if isinstance(values, dict):
+            from consortia.core.xgboost_config import wire_xgboost
+
+            values = wire_xgboost(values)
+        return values
 
     @field_validator("vertical", "model", "strategy", "engine")
     @classmethod
@@ -98,7 +156,15 @@ class ExperimentConfig(BaseModel):
 
     @classmethod
     def from_run_config(cls, run_config: dict[str, Any]) -> ExperimentConfig:
-        """Inverse of ``to_run_config``; unknown Flower keys (``partition-id`` ...) are ignored."""
+        """Inverse of ``to_run_config``; unknown Flower keys (``partition-id`` ...) are ignored.
+
+        ``experiment`` (a whole config as JSON, as ``consortia serve submit`` sends it) wins over
+        every other key: Flower always passes the app's default keys too, so they cannot be
+        told apart from overrides. Empty strings mean "not set" (TOML has no null).
+        """
+        run_config = {k: v for k, v in run_config.items() if v != ""}
+        if run_config.get("experiment"):
+            return cls.build(**json.loads(str(run_config["experiment"])))
         known = set(cls.model_fields)
         nested: dict[str, Any] = {}
         for key, value in run_config.items():
@@ -122,6 +188,8 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Scalar]:
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             flat.update(_flatten(value, prefix=f"{name}."))
+        elif isinstance(value, list):
+            flat[name] = json.dumps(value)
         elif value is not None:
             flat[name] = value
     return flat

@@ -12,15 +12,18 @@ Python. The same objects run in every engine.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+import pandas as pd
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import Result
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from consortia.config import ExperimentConfig
@@ -28,9 +31,13 @@ from consortia.core.institutions import institution_arrays, institution_seed, no
 from consortia.core.learners import make_learner
 from consortia.core.results import FederatedOutcome, RoundRecord
 from consortia.core.strategies import build_strategy
+from consortia.core.grids import MinimumNodesGrid
+from consortia.core.runs import RunFolder, offset_rounds, restore_strategy_state
+from consortia.datasets.loaders import schema_from_summaries
 from consortia.datasets.preprocessing import FeatureSummary, merge_summaries
 from consortia.errors import FederationError
-from consortia.verticals import get_vertical
+from consortia.verticals import Vertical, get_vertical
+from consortia.verticals.base import TrainScores
 
 SUMMARY = "query.summary"
 FINETUNE = "evaluate.finetune"
@@ -39,7 +46,14 @@ RoundCallback = Callable[[RoundRecord], None]
 
 
 def _config(context: Context, overrides: Mapping[str, Any]) -> ExperimentConfig:
-    return ExperimentConfig.from_run_config({**dict(context.run_config), **dict(overrides)})
+    merged = {**dict(context.run_config), **dict(overrides)}
+    return _parse_config(tuple(sorted(merged.items())))
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_config(items: tuple[tuple[str, Any], ...]) -> ExperimentConfig:
+    """Validated once per run, not once per message (the config is the same all run long)."""
+    return ExperimentConfig.from_run_config(dict(items))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,7 +68,10 @@ def build_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         config = _config(context, overrides)
         federation, institution = node_institution(config, context.node_config)
         request = message.content["config"]
-        arrays = institution_arrays(config, institution.name, str(request["preprocessor"]))
+        data_path = context.node_config.get("data-path")
+        arrays = institution_arrays(
+            config, institution.name, str(request["preprocessor"]), None if data_path is None else str(data_path)
+        )
         learner = make_learner(
             config.model,
             arrays[0].shape[1],
@@ -96,13 +113,17 @@ def build_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
 
     @app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
-        config, federation, _, (_, _, x_test, y_test), learner, request = _setup(message, context)
-        proba = learner.predict_proba(x_test)
-        content = RecordDict(
-            {"metrics": MetricRecord({"num-examples": len(y_test), **_clean(federation.vertical.metrics(y_test, proba))})}
+        config, federation, institution, (x_train, y_train, x_test, y_test), learner, request = _setup(
+            message, context
         )
+        vertical = federation.vertical
+        proba = learner.predict_proba(x_test)
+        train = _train_scores(vertical, learner, x_train, y_train)
+        metrics = vertical.evaluate(y_test, proba, frame=institution.test, train=train)
+        content = RecordDict({"metrics": MetricRecord({"num-examples": len(y_test), **_clean(metrics)})})
         if bool(request.get("report-scores", False)):
             content["scores"] = ArrayRecord([y_test.astype(np.float64), proba])
+            _add_metric_inputs(content, vertical, institution, y_train, [train])
         return Message(content, reply_to=message)
 
     @app.evaluate("finetune")
@@ -110,8 +131,9 @@ def build_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         config, federation, institution, (x_train, y_train, x_test, y_test), learner, request = _setup(
             message, context
         )
-        metric_fn = federation.vertical.metrics
+        vertical = federation.vertical
         global_proba = learner.predict_proba(x_test)
+        global_train = _train_scores(vertical, learner, x_train, y_train)
         if config.finetune_epochs:
             learner.fit(
                 x_train,
@@ -120,9 +142,12 @@ def build_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
                 seed=institution_seed(config.seed, institution.name, 10**6),
             )
         tuned_proba = learner.predict_proba(x_test)
+        tuned_train = _train_scores(vertical, learner, x_train, y_train)
+        global_metrics = vertical.evaluate(y_test, global_proba, frame=institution.test, train=global_train)
+        tuned_metrics = vertical.evaluate(y_test, tuned_proba, frame=institution.test, train=tuned_train)
         metrics = {"num-examples": len(y_test)}
-        metrics |= {f"global.{k}": v for k, v in _clean(metric_fn(y_test, global_proba)).items()}
-        metrics |= {f"finetuned.{k}": v for k, v in _clean(metric_fn(y_test, tuned_proba)).items()}
+        metrics |= {f"global.{k}": v for k, v in _clean(global_metrics).items()}
+        metrics |= {f"finetuned.{k}": v for k, v in _clean(tuned_metrics).items()}
         content = RecordDict(
             {
                 "metrics": MetricRecord(metrics),
@@ -131,9 +156,27 @@ def build_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         )
         if bool(request.get("report-scores", False)):
             content["scores"] = ArrayRecord([y_test.astype(np.float64), global_proba, tuned_proba])
+            _add_metric_inputs(content, vertical, institution, y_train, [global_train, tuned_train])
         return Message(content, reply_to=message)
 
     return app
+
+
+def _train_scores(vertical: Vertical, learner, x_train: np.ndarray, y_train: np.ndarray) -> TrainScores | None:
+    """The model's scores on its own training rows, for verticals that tune an operating point there."""
+    return (y_train, learner.predict_proba(x_train)) if vertical.tunes_on_train else None
+
+
+def _add_metric_inputs(
+    content: RecordDict, vertical: Vertical, institution, y_train: np.ndarray, train: list[TrainScores | None]
+) -> None:
+    """What the server needs beyond (y, p) to pool this vertical's metrics (simulation only)."""
+    present = [c for c in vertical.metric_columns if c in institution.test.columns]
+    if present:
+        columns = {c: Array(institution.test[c].to_numpy(dtype=np.float64)) for c in present}
+        content["metric-columns"] = ArrayRecord(array_dict=columns)
+    if vertical.tunes_on_train and all(t is not None for t in train):
+        content["train-scores"] = ArrayRecord([y_train.astype(np.float64), *(t[1] for t in train)])
 
 
 def _clean(metrics: Mapping[str, float]) -> dict[str, float]:
@@ -167,6 +210,8 @@ def build_server_app(
         config = _config(context, overrides)
         outcome = run_federation(grid, config, hooks)
         context.state["outcome"] = ConfigRecord({"json": outcome.to_json()})
+        if config.run_dir:  # the final model and metrics, also when the server is a remote process
+            RunFolder(config.run_dir).write_outcome(outcome)
         if hooks.on_outcome is not None:
             hooks.on_outcome(outcome)
 
@@ -190,7 +235,7 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
         }
         for msg in replies
     }
-    preprocessor = merge_summaries(summaries, vertical.schema)
+    preprocessor = merge_summaries(summaries, schema_from_summaries(vertical.schema, summaries))
     learner = make_learner(
         config.model,
         preprocessor.n_features,
@@ -199,13 +244,22 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
         device=config.device,
     )
 
+    # a run folder gets a checkpoint per round; a resumed run starts from the newest one
+    folder = RunFolder(config.run_dir) if config.run_dir else None
+    checkpoint = folder.latest_checkpoint() if folder is not None and config.resume else None
+    done = checkpoint.round if checkpoint is not None else 0
+    if checkpoint is not None and checkpoint.preprocessor != preprocessor:
+        raise FederationError(
+            f"cannot resume {config.run_dir}: the institutions' data changed since the checkpoint"
+        )
+
     # (1)-(3) rounds with Flower's strategy
-    rounds: list[RoundRecord] = []
+    rounds: list[RoundRecord] = [RoundRecord(**r) for r in checkpoint.rounds] if checkpoint else []
     round_started = [time.perf_counter()]
 
     def aggregate_evaluate(records: list[RecordDict], weight_key: str) -> MetricRecord:
         metrics = aggregate_metricrecords(records, weight_key)
-        pooled = _pooled_metrics(records, vertical.metrics, columns=(1,))
+        pooled = _pooled_metrics(records, vertical, columns=(1,))
         for key, value in pooled.get(1, {}).items():
             metrics[f"pooled.{key}"] = value
         now = time.perf_counter()
@@ -225,26 +279,45 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
         config.strategy_params,
         num_institutions=config.institutions,
         fraction_train=config.fraction_train,
+        min_available=config.min_institutions,
         evaluate_metrics_aggr_fn=aggregate_evaluate,
     )
     shared = {"preprocessor": preprocessor.to_json(), "report-scores": hooks.report_scores}
-    result = strategy.start(
-        grid=grid,
-        initial_arrays=ArrayRecord(learner.get_parameters()),
-        num_rounds=config.rounds,
-        timeout=hooks.node_timeout_s * 10,
-        train_config=ConfigRecord(dict(shared)),
-        evaluate_config=ConfigRecord(dict(shared)),
-    )
-    if len(result.train_metrics_clientapp) < config.rounds:
-        missing = sorted(set(range(1, config.rounds + 1)) - set(result.train_metrics_clientapp))
+    initial = ArrayRecord(checkpoint.parameters if checkpoint else learner.get_parameters())
+    if checkpoint is not None:  # continue the round count: client seeds and FedAdam's bias correction use it
+        restore_strategy_state(strategy, checkpoint.strategy_state)
+        offset_rounds(strategy, done)
+
+    def save_checkpoint(server_round: int, arrays: ArrayRecord) -> None:
+        if folder is not None and server_round > 0:
+            folder.save_checkpoint(
+                done + server_round, arrays.to_numpy_ndarrays(), preprocessor,
+                [asdict(r) for r in rounds], strategy,
+            )  # fmt: skip
+
+    result = Result(arrays=initial)
+    if done < config.rounds:
+        result = strategy.start(
+            grid=MinimumNodesGrid(grid, config.min_institutions or config.institutions, hooks.node_timeout_s),
+            initial_arrays=initial,
+            num_rounds=config.rounds - done,
+            timeout=hooks.node_timeout_s * 10,
+            train_config=ConfigRecord(dict(shared)),
+            evaluate_config=ConfigRecord(dict(shared)),
+            evaluate_fn=save_checkpoint if folder is not None else None,
+        )
+    if len(result.train_metrics_clientapp) < config.rounds - done:
+        missing = sorted(set(range(1, config.rounds - done + 1)) - set(result.train_metrics_clientapp))
+        missing = [done + r for r in missing]
         raise FederationError(
             f"no institution returned a model in round(s) {missing[:5]}; see the node logs"
         )
 
     # (4) local fine-tuning of the final global model, evaluated at each institution
     final = RecordDict({"arrays": result.arrays, "config": ConfigRecord(dict(shared))})
-    replies = _send_all(grid, node_ids, FINETUNE, final)
+    if config.min_institutions is not None:  # nodes may have dropped out: ask those still here
+        node_ids = sorted(grid.get_node_ids())
+    replies = _send_all(grid, node_ids, FINETUNE, final, minimum=config.min_institutions)
     per_institution: dict[str, dict[str, dict[str, float]]] = {}
     for msg in replies:
         metrics = dict(msg.content["metrics"])
@@ -253,7 +326,7 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
             mode: {k.split(".", 1)[1]: float(v) for k, v in metrics.items() if k.startswith(f"{mode}.")}
             for mode in ("global", "finetuned")
         }
-    pooled = _pooled_metrics([m.content for m in replies], vertical.metrics, columns=(1, 2))
+    pooled = _pooled_metrics([m.content for m in replies], vertical, columns=(1, 2))
     return FederatedOutcome(
         rounds=rounds,
         per_institution={n: per_institution[n] for n in sorted(per_institution)},
@@ -266,14 +339,29 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
 
 
 def _pooled_metrics(
-    records: list[RecordDict], metric_fn: Callable, columns: tuple[int, ...]
+    records: list[RecordDict], vertical: Vertical, columns: tuple[int, ...]
 ) -> dict[int, dict[str, float]]:
     """Metrics on the union of the test splits, from scores the nodes reported (simulation)."""
     scored = [r["scores"].to_numpy_ndarrays() for r in records if "scores" in r]
     if not scored or len(scored) != len(records):
         return {}
     y = np.concatenate([s[0] for s in scored]).astype(int)
-    return {c: _clean(metric_fn(y, np.concatenate([s[c] for s in scored]))) for c in columns}
+    frame = None
+    if all("metric-columns" in r for r in records):
+        shared = [k for k in records[0]["metric-columns"] if all(k in r["metric-columns"] for r in records)]
+        frame = pd.DataFrame({k: np.concatenate([r["metric-columns"][k].numpy() for r in records]) for k in shared})
+    trained = [r["train-scores"].to_numpy_ndarrays() for r in records if "train-scores" in r]
+    trained = trained if len(trained) == len(records) else []
+
+    def train(c: int) -> TrainScores | None:
+        if not trained:
+            return None
+        return np.concatenate([t[0] for t in trained]).astype(int), np.concatenate([t[c] for t in trained])
+
+    return {
+        c: _clean(vertical.evaluate(y, np.concatenate([s[c] for s in scored]), frame=frame, train=train(c)))
+        for c in columns
+    }
 
 
 def _wait_for_nodes(grid: Grid, count: int, timeout_s: float) -> list[int]:
@@ -289,10 +377,14 @@ def _wait_for_nodes(grid: Grid, count: int, timeout_s: float) -> list[int]:
         time.sleep(0.5)
 
 
-def _send_all(grid: Grid, node_ids: list[int], message_type: str, content: RecordDict) -> list[Message]:
+def _send_all(
+    grid: Grid, node_ids: list[int], message_type: str, content: RecordDict, minimum: int | None = None
+) -> list[Message]:
     messages = [Message(content, dst_node_id=nid, message_type=message_type) for nid in node_ids]
     replies = list(grid.send_and_receive(messages))
     failed = [m for m in replies if m.has_error()]
+    if minimum is not None and len(replies) - len(failed) >= minimum:  # drop-outs tolerated
+        return sorted((m for m in replies if not m.has_error()), key=lambda m: m.metadata.src_node_id)
     if failed or len(replies) < len(node_ids):
         reasons = "; ".join(f"node {m.metadata.src_node_id}: {m.error.reason}" for m in failed[:3])
         raise FederationError(

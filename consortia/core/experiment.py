@@ -26,6 +26,10 @@ def run_experiment(
     baselines: bool = True,
 ) -> RunResult:
     """Train the federation and (optionally) both baselines; evaluate all on the same splits."""
+    if config.model == "xgboost" and config.xgb_mode == "histogram":  # no Flower strategy: own path
+        from consortia.core.xgboost_histogram_run import run_histogram_experiment
+
+        return run_histogram_experiment(config, on_round=on_round, baselines=baselines)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     federation = load_federation(config)
@@ -49,16 +53,33 @@ def run_experiment(
         pooled_test = pd.concat([i.test for i in federation.institutions.values()], ignore_index=True)
         y_pooled = pooled_test[target].to_numpy(dtype=int)
 
+        pooled_train = pd.concat([i.train for i in federation.institutions.values()], ignore_index=True)
+
+        def train_scores(learner, preprocessor, frame):  # only for verticals that tune on training rows
+            if not vertical.tunes_on_train:
+                return None
+            return frame[target].to_numpy(dtype=int), score(learner, preprocessor, frame)
+
         central, timings["centralized_s"] = train_centralized(federation, config, outcome.preprocessor)
-        pooled["centralized"] = vertical.metrics(y_pooled, score(central, outcome.preprocessor, pooled_test))
+        central_train = train_scores(central, outcome.preprocessor, pooled_train)
+        pooled["centralized"] = vertical.evaluate(
+            y_pooled, score(central, outcome.preprocessor, pooled_test), frame=pooled_test, train=central_train
+        )
         local_models, timings["local_only_s"] = train_local_only(federation, config)
         local_on_pooled = []
         for name, inst in federation.institutions.items():
             y = inst.test[target].to_numpy(dtype=int)
-            per_institution[name]["centralized"] = vertical.metrics(y, score(central, outcome.preprocessor, inst.test))
+            per_institution[name]["centralized"] = vertical.evaluate(
+                y, score(central, outcome.preprocessor, inst.test), frame=inst.test, train=central_train
+            )
             learner, own = local_models[name]
-            per_institution[name]["local_only"] = vertical.metrics(y, score(learner, own, inst.test))
-            local_on_pooled.append(vertical.metrics(y_pooled, score(learner, own, pooled_test)))
+            own_train = train_scores(learner, own, inst.train)
+            per_institution[name]["local_only"] = vertical.evaluate(
+                y, score(learner, own, inst.test), frame=inst.test, train=own_train
+            )
+            local_on_pooled.append(
+                vertical.evaluate(y_pooled, score(learner, own, pooled_test), frame=pooled_test, train=own_train)
+            )
         pooled["local_only"] = {
             key: float(np.nanmean([m[key] for m in local_on_pooled])) for key in local_on_pooled[0]
         }

@@ -84,6 +84,11 @@ def load_federation(config: ExperimentConfig) -> Federation:
 def _load_federation_cached(fingerprint: str) -> Federation:
     config = ExperimentConfig.model_validate_json(fingerprint)
     vertical = get_vertical(config.vertical)
+    if config.data.files:
+        from consortia.core.data_source import load_file_federation
+
+        schema, institutions = load_file_federation(config, vertical)
+        return Federation(vertical, schema, institutions)
     schema = vertical.schema
     frame = vertical.generate(config.institutions, config.rows, config.seed)
     parts = partition_frame(
@@ -101,24 +106,36 @@ def _load_federation_cached(fingerprint: str) -> Federation:
 
 
 def institution_arrays(
-    config: ExperimentConfig, name: str, preprocessor_json: str
+    config: ExperimentConfig, name: str, preprocessor_json: str, data_path: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Preprocessed train/test arrays of one institution, cached per (run, preprocessor).
 
     Every round sends the same preprocessor, so a node transforms its rows once per run.
+    ``data_path``: a deployed node's own file (its node config's ``data-path``).
     """
-    return _arrays_cached(config.fingerprint(), name, preprocessor_json)
+    return _arrays_cached(config.fingerprint(), name, preprocessor_json, data_path)
 
 
 @functools.lru_cache(maxsize=64)
-def _arrays_cached(fingerprint: str, name: str, preprocessor_json: str):
-    federation = _load_federation_cached(fingerprint)
+def _arrays_cached(fingerprint: str, name: str, preprocessor_json: str, data_path: str | None = None):
     preprocessor = Preprocessor.from_json(preprocessor_json)
+    if data_path is not None:
+        from consortia.core.data_source import load_node_institution
+
+        federation, institution = load_node_institution(
+            ExperimentConfig.model_validate_json(fingerprint), data_path
+        )
+        return institution.arrays(preprocessor, federation.schema.target)
+    federation = _load_federation_cached(fingerprint)
     return federation.institutions[name].arrays(preprocessor, federation.schema.target)
 
 
 def node_institution(config: ExperimentConfig, node_config: Mapping[str, Any]) -> tuple[Federation, InstitutionData]:
     """The institution a Flower node serves, found from its node config."""
+    if "data-path" in node_config:  # deployment: this node reads its own file and nothing else
+        from consortia.core.data_source import load_node_institution
+
+        return load_node_institution(config, str(node_config["data-path"]))
     federation = load_federation(config)
     if "partition-id" not in node_config:
         raise ConfigError("node config needs 'partition-id' (simulation) or 'data-path' (deployment)")

@@ -28,8 +28,11 @@ for _name, _cls in {
     "krum": fl.Krum,
     "multikrum": fl.MultiKrum,
     "bulyan": fl.Bulyan,
+    "fedxgb_bagging": fl.FedXgbBagging,  # model xgboost, xgb_mode bagging: trees appended
 }.items():
     STRATEGIES.register(_name, _cls)
+# model xgboost, xgb_mode cyclic: one institution a round (Flower's, in a reproducible order)
+STRATEGIES.register_lazy("fedxgb_cyclic", "consortia.core.xgboost_strategy:FedXgbCyclicOrdered")
 
 #: strategy options that Consortia sets itself and users may not override
 _MANAGED = {

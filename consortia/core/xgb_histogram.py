@@ -20,9 +20,11 @@ and tears the federation down with :class:`FederatedTrainingError`.
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import re
 import signal
 import socket
 import sys
@@ -31,11 +33,15 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xgboost as xgb
+
+from consortia.errors import FederationError
+
+if TYPE_CHECKING:  # imported inside functions: worker processes must skip sklearn first
+    import xgboost as xgb
 
 __all__ = [
     "FederatedTrainingError",
@@ -57,15 +63,22 @@ _POLL_S = 0.1
 Part = tuple[np.ndarray, np.ndarray]
 
 
-class FederatedTrainingError(RuntimeError):
-    """Federated training stopped: an institution died, raised, or the federation stalled."""
+class FederatedTrainingError(FederationError):
+    """Federated training stopped: an institution died, raised, or the federation stalled.
+
+    A ``FederationError`` (so also a ``RuntimeError``): the CLI prints it as one line."""
 
     def __init__(
-        self, message: str, *, rank: int | None = None, round: int | None = None, detail: str = ""
+        self,
+        message: str,
+        *,
+        rank: int | None = None,
+        last_round: int | None = None,
+        detail: str = "",
     ) -> None:
         super().__init__(message)
-        self.rank = rank
-        self.round = round  # last round (0-based) the failing rank reported as finished
+        self.rank = rank  # the institution at fault, where it can be told
+        self.last_round = last_round  # last round (0-based) it reported finished; -1: none
         self.detail = detail  # e.g. the worker's traceback
 
 
@@ -85,7 +98,6 @@ class GlobalBinning:
 
     edges: list[np.ndarray]
     n_bins: int = 0
-    _edges: list[np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         clean = []
@@ -102,7 +114,6 @@ class GlobalBinning:
             raise ValueError(f"n_bins={self.n_bins} but a feature has {needed} bins")
         if self.n_bins < 2:
             raise ValueError("n_bins must be at least 2 (XGBoost's smallest max_bin)")
-        self._edges = clean
 
     @property
     def n_features(self) -> int:
@@ -114,7 +125,7 @@ class GlobalBinning:
         if X.shape[1] != self.n_features:
             raise ValueError(f"X has {X.shape[1]} features, binning has {self.n_features}")
         out = np.empty(X.shape, dtype=np.float32)
-        for j, e in enumerate(self._edges):
+        for j, e in enumerate(self.edges):
             col = X[:, j]
             binned = np.searchsorted(e, col, side="right").astype(np.float32)
             binned[np.isnan(col)] = np.nan
@@ -125,16 +136,17 @@ class GlobalBinning:
 def local_quantile_summary(
     X: np.ndarray, n_bins: int, *, resolution: int | None = None
 ) -> dict[str, Any]:
-    """What one institution shares to agree on bin edges; no rows, only these aggregates.
+    """What one institution shares to agree on bin edges: aggregates only, no rows.
 
-    Reveals, exactly: the number of rows; per feature, the number of non-missing values and
-    its ``resolution - 1`` interior empirical quantiles at probabilities ``k / resolution``
-    (``k = 1 .. resolution-1``, linear interpolation between neighbouring order statistics),
-    i.e. a fine-grained picture of each feature's marginal distribution. It does not reveal
-    the minimum or maximum, nor any joint (cross-feature) or label information. With few
-    non-missing values (below ``resolution``) the quantiles come close to individual values:
-    one value is revealed exactly. Values rarer than ``1 / resolution`` of an institution's
-    rows may share a bin with their neighbours. Plain ints/floats, so it serialises as JSON.
+    Reveals exactly: ``n_rows``; per feature, the number of non-missing values and
+    ``resolution - 1`` interior empirical quantiles at probabilities ``k / resolution``
+    (numpy's linear interpolation between order statistics, default ``resolution = 4 *
+    n_bins``). Each quantile is a recorded value or lies between two adjacent ones, so every
+    feature's marginal distribution is disclosed at that resolution; with fewer non-missing
+    values than ``resolution`` that is nearly all of them. Not revealed: which row has which
+    value, the exact minimum and maximum (probabilities 0 and 1 are left out), relations
+    between features, labels. Values rarer than ``1 / resolution`` of the rows may share a
+    neighbour's bin. Plain ints, floats and lists, so it serialises as JSON.
     """
     if n_bins < 2:
         raise ValueError("n_bins must be at least 2")
@@ -192,8 +204,7 @@ def merge_quantile_summaries(summaries: Sequence[dict[str, Any]], n_bins: int) -
         order = np.argsort(p, kind="stable")
         p, w = p[order], w[order]
         cdf = (np.cumsum(w) - 0.5 * w) / w.sum()  # mid-point plotting positions
-        cuts = np.unique(np.interp(targets, cdf, p))
-        edges.append(cuts[: n_bins - 1])
+        edges.append(np.unique(np.interp(targets, cdf, p)))
     return GlobalBinning(edges=edges, n_bins=n_bins)
 
 
@@ -225,6 +236,8 @@ def _hist_params(params: dict[str, Any], binning: GlobalBinning | None) -> dict[
 
 
 def _dmatrix(X: np.ndarray, y: np.ndarray, binning: GlobalBinning | None) -> xgb.DMatrix:
+    import xgboost as xgb
+
     Xb = binning.transform(X) if binning is not None else _as_2d_float(X, "X")
     y = np.asarray(y, dtype=np.float64).ravel()
     if len(y) != len(Xb):
@@ -232,17 +245,9 @@ def _dmatrix(X: np.ndarray, y: np.ndarray, binning: GlobalBinning | None) -> xgb
     return xgb.DMatrix(Xb, label=y, missing=np.nan)
 
 
-class _Progress(xgb.callback.TrainingCallback):
-    def __init__(self, fn: Callable[[int], None]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: Any) -> bool:
-        self.fn(epoch)
-        return False
-
-
-def _start_stall_watchdog(rank: int, timeout_s: float) -> tuple[Callable[[], None], threading.Event]:
+def _start_stall_watchdog(
+    rank: int, timeout_s: float
+) -> tuple[Callable[[], None], threading.Event]:
     """Hard-exit the process if no round finishes for ``timeout_s`` (gRPC can't be interrupted)."""
     last = [time.monotonic()]
     stop = threading.Event()
@@ -290,6 +295,8 @@ def run_worker(
     interrupted, so run this in a dedicated process; ``None`` disables that. On error the
     communicator is not finalised (that can block on a broken federation): let the process end.
     """
+    import xgboost as xgb
+
     if (X_valid is None) != (y_valid is None):
         raise ValueError("give both X_valid and y_valid, or neither")
     if early_stopping_rounds is not None and X_valid is None:
@@ -302,29 +309,36 @@ def run_worker(
     if timeout_s is not None:
         beat, stop = _start_stall_watchdog(rank, timeout_s)
 
-    def round_done(epoch: int) -> None:
-        beat()
-        if on_round is not None:
-            on_round(epoch)
+    class _Progress(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: Any) -> bool:
+            beat()
+            if on_round is not None:
+                on_round(epoch)
+            return False
 
-    xgb.collective.init(
-        dmlc_communicator="federated",
-        federated_server_address=server_address,
-        federated_world_size=world_size,
-        federated_rank=rank,
-    )
-    booster = xgb.train(
-        p,
-        dtrain,
-        num_boost_round,
-        evals=evals,
-        early_stopping_rounds=early_stopping_rounds,
-        verbose_eval=False,
-        callbacks=[_Progress(round_done)],
-    )
-    beat()
-    xgb.collective.finalize()
-    stop.set()
+    comm: dict[str, Any] = {
+        "dmlc_communicator": "federated",
+        "federated_server_address": server_address,
+        "federated_world_size": world_size,
+        "federated_rank": rank,
+    }
+    if timeout_s is not None:  # ignored by the federated communicator in 3.2; kept for later ones
+        comm["dmlc_timeout"] = int(math.ceil(timeout_s))
+    try:
+        xgb.collective.init(**comm)
+        booster = xgb.train(
+            p,
+            dtrain,
+            num_boost_round,
+            evals=evals,
+            early_stopping_rounds=early_stopping_rounds,
+            verbose_eval=False,
+            callbacks=[_Progress()],
+        )
+        beat()
+        xgb.collective.finalize()
+    finally:
+        stop.set()  # the caller handles errors from here on
     return bytes(booster.save_raw("ubj")) if rank == 0 else None
 
 
@@ -341,8 +355,20 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def _skip_sklearn() -> None:
+    """Speed up a simulated institution's start-up (child processes only).
+
+    xgboost imports scikit-learn eagerly when installed: ~2 s of CPU, about 80% of a worker's
+    start-up. Workers only call ``xgb.train``, so the import is made to fail (documented
+    ``sys.modules[name] = None``) and xgboost falls back to its sklearn-free stubs.
+    """
+    if "xgboost" not in sys.modules:
+        sys.modules.setdefault("sklearn", None)  # type: ignore[assignment]
+
+
 def _server_main(world_size: int, port: int, events: Any) -> None:
     _exit_with_parent()
+    _skip_sklearn()
     from xgboost.federated import FederatedTracker
 
     try:
@@ -355,15 +381,27 @@ def _server_main(world_size: int, port: int, events: Any) -> None:
         raise
 
 
-def _worker_main(rank: int, world_size: int, address: str, kwargs: dict[str, Any], events: Any) -> None:
+def _error_summary(exc: BaseException) -> str:
+    """One readable line; XGBoost errors carry a timestamp, a C++ location and a backtrace."""
+    text = str(exc).split("Stack trace:")[0].strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    line = lines[-1] if lines else ""
+    line = re.sub(r"^\[[0-9:]+\]\s+\S+:\d+:\s*", "", line)
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def _worker_main(
+    rank: int, world_size: int, address: str, kwargs: dict[str, Any], events: Any
+) -> None:
     _exit_with_parent()
+    _skip_sklearn()
     try:
         model = run_worker(
             rank, world_size, address, on_round=lambda e: events.put(("round", rank, e)), **kwargs
         )
         events.put(("done", rank, model))
-    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
-        events.put(("error", rank, traceback.format_exc()))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+        events.put(("error", rank, (_error_summary(exc), traceback.format_exc())))
         events.close()
         events.join_thread()  # make sure the report is out, then exit without finalising
         os._exit(1)
@@ -378,6 +416,7 @@ def _reserved_port(port: int | None) -> Iterator[int]:
     """
     if port is not None:  # caller's port: fail clearly if a non-gRPC process already holds it
         probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
         try:
             probe.bind(("0.0.0.0", port))
         except OSError as exc:
@@ -386,6 +425,7 @@ def _reserved_port(port: int | None) -> Iterator[int]:
             probe.close()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(("0.0.0.0", port or 0))
         yield sock.getsockname()[1]
@@ -420,6 +460,10 @@ def _terminate(procs: Sequence[Any], grace_s: float = 2.0) -> None:
     for p in started:
         if p.is_alive():
             p.terminate()
+            try:
+                os.kill(p.pid, signal.SIGCONT)  # a stopped process only sees SIGTERM once resumed
+            except OSError:
+                pass
     deadline = time.monotonic() + grace_s
     for p in started:
         p.join(max(0.0, deadline - time.monotonic()))
@@ -451,6 +495,7 @@ def train_histogram_federated(
     binning: GlobalBinning,
     port: int | None = None,
     timeout_s: float = 60,
+    startup_timeout_s: float | None = None,
     valid_parts: Sequence[Part] | None = None,
     early_stopping_rounds: int | None = None,
     names: Sequence[str] | None = None,
@@ -460,12 +505,15 @@ def train_histogram_federated(
 
     Each worker process (spawn context) bins and loads only its own ``(X, y)`` and runs
     :func:`run_worker`. ``port=None`` picks a free port (the server listens on all
-    interfaces; workers connect via 127.0.0.1). ``timeout_s`` bounds the server start-up and
-    the time the federation may go without any round finishing; a worker that dies or raises
-    is detected within about 0.1 s. Either way every child is terminated and
-    :class:`FederatedTrainingError` names the institution. ``on_round(rank, round)`` is called
-    in this process as ranks report finished rounds (0-based). Returns rank 0's model, which
-    expects features transformed with ``binning``.
+    interfaces; workers connect via 127.0.0.1). ``timeout_s`` bounds the time the federation
+    may go without any round finishing; ``startup_timeout_s`` (default ``timeout_s``) bounds
+    the server start and the time until every institution finished its first round (process
+    start, data loading, joining). A worker that dies or raises is detected within ~0.1 s.
+    On any failure every child is terminated and :class:`FederatedTrainingError` names the
+    institution. ``on_round(rank, round)`` runs in this process as ranks report finished
+    rounds (0-based). Returns rank 0's model; it expects features transformed by ``binning``.
+    Lossless (equal to :func:`train_centralized`) unless rows are subsampled (``subsample``
+    < 1 draws different rows per institution than the pooled run does).
     """
     n = len(parts)
     if n < 1:
@@ -481,6 +529,7 @@ def train_histogram_federated(
     if len(names) != n:
         raise ValueError("names needs one entry per institution")
     _hist_params(params, binning)  # validate before starting processes
+    startup_s = timeout_s if startup_timeout_s is None else startup_timeout_s
     worker_params = dict(params)
     worker_params.setdefault("nthread", 1)  # all institutions share this machine's cores
 
@@ -502,10 +551,13 @@ def train_histogram_federated(
         )
 
     try:
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + startup_s
         with _reserved_port(port) as port_:
             server = ctx.Process(
-                target=_server_main, args=(n, port_, events), name="consortia-xgb-server", daemon=True
+                target=_server_main,
+                args=(n, port_, events),
+                name="consortia-xgb-server",
+                daemon=True,
             )
             server.start()
             procs.append(server)
@@ -514,14 +566,14 @@ def train_histogram_federated(
                 if time.monotonic() > deadline:
                     raise FederatedTrainingError(
                         f"federated server did not start listening on port {port_} "
-                        f"within {timeout_s:.0f}s"
+                        f"within {startup_s:.0f}s"
                     )
                 try:
                     kind, _, payload = events.get(timeout=_POLL_S)
                     if kind == "server_error":
+                        last_line = payload.strip().splitlines()[-1]
                         raise FederatedTrainingError(
-                            f"federated server failed to start: {payload.strip().splitlines()[-1]}",
-                            detail=payload,
+                            f"federated server failed to start: {last_line}", detail=payload
                         )
                     ready = ready or kind == "server_ready"
                 except queue_mod.Empty:
@@ -537,7 +589,7 @@ def train_histogram_federated(
                 "y": np.asarray(y),
                 "params": worker_params,
                 "num_boost_round": num_boost_round,
-                "timeout_s": timeout_s + _WORKER_GRACE_S,
+                "timeout_s": max(timeout_s, startup_s) + _WORKER_GRACE_S,
                 "binning": binning,
                 "early_stopping_rounds": early_stopping_rounds,
             }
@@ -566,12 +618,12 @@ def train_histogram_federated(
                 results[rank] = payload
                 last_progress = time.monotonic()
             elif kind == "error":
-                last_line = payload.strip().splitlines()[-1]
+                summary, tb = payload
                 raise FederatedTrainingError(
-                    f"{who(rank)} failed {where(rank)}: {last_line}",
+                    f"{who(rank)} failed {where(rank)}: {summary}",
                     rank=rank,
-                    round=last_round[rank],
-                    detail=payload,
+                    last_round=last_round[rank],
+                    detail=tb,
                 )
 
         def drain(wait_s: float) -> None:
@@ -597,22 +649,30 @@ def train_histogram_federated(
                     f"{who(r)} stopped {where(r)} ({_describe_exit(workers[r].exitcode)}); "
                     "federated training aborted and all processes terminated",
                     rank=r,
-                    round=last_round[r],
+                    last_round=last_round[r],
                 )
             if server.exitcode is not None and len(results) < n:
                 raise FederatedTrainingError(
                     f"federated server stopped during training ({_describe_exit(server.exitcode)})"
                 )
-            if time.monotonic() - last_progress > timeout_s:
+            started = all(last_round[r] >= 0 or r in results for r in range(n))
+            limit = timeout_s if started else startup_s
+            if time.monotonic() - last_progress > limit:
                 pending = [r for r in range(n) if r not in results]
                 slowest = min(pending, key=lambda r: last_round[r])
-                rounds = ", ".join(f"rank {r}: {last_round[r] + 1}" for r in pending)
+                if last_round[slowest] < max(last_round[r] for r in pending):
+                    blame, rank_ = f"{who(slowest)} is furthest behind", slowest
+                else:  # in lockstep: whoever hangs inside the round can't be told apart
+                    blame, rank_ = "an institution or the server stopped responding", None
                 raise FederatedTrainingError(
-                    f"federation stalled: no round finished for {timeout_s:.0f}s "
-                    f"(rounds finished - {rounds}); {who(slowest)} is furthest behind",
-                    rank=slowest,
-                    round=last_round[slowest],
+                    f"federation stalled: no round finished for {limit:.0f}s "
+                    f"({', '.join(f'{who(r)}: {last_round[r] + 1}' for r in pending)} rounds "
+                    f"finished); {blame}; all processes terminated",
+                    rank=rank_,
+                    last_round=last_round[slowest],
                 )
+        import xgboost as xgb
+
         model = results[0]
         assert model is not None
         return xgb.Booster(model_file=bytearray(model))
@@ -632,6 +692,8 @@ def train_centralized(
     early_stopping_rounds: int | None = None,
 ) -> xgb.Booster:
     """Pooled reference: the same params on all rows together (what federation must match)."""
+    import xgboost as xgb
+
     _check_parts(parts, binning, "institution")
     X = np.concatenate([np.asarray(x, dtype=np.float64) for x, _ in parts])
     y = np.concatenate([np.asarray(t, dtype=np.float64).ravel() for _, t in parts])

@@ -11,6 +11,9 @@ from consortia.verticals.base import Vertical
 
 VERTICALS: Registry = Registry("vertical")
 VERTICALS.register_lazy("healthcare", "consortia.verticals.healthcare:VERTICAL")
+VERTICALS.register_lazy("finance", "consortia.verticals.finance:VERTICAL")
+VERTICALS.register_lazy("manufacturing", "consortia.verticals.manufacturing:VERTICAL")
+VERTICALS.register_lazy("synthetic", "consortia.verticals.synthetic:VERTICAL")
 
 
 def get_vertical(name: str) -> Vertical:

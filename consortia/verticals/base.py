@@ -11,8 +11,11 @@ import pandas as pd
 
 from consortia.datasets.schema import TabularSchema
 
-MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, float]]
+#: ``metrics(y, p)``; verticals that declare ``metric_columns`` / ``tunes_on_train`` also get
+#: ``frame=`` (those columns of the evaluated rows) / ``train=`` ((y, p) on the model's training rows)
+MetricFn = Callable[..., dict[str, float]]
 Generator = Callable[[int, int, int], pd.DataFrame]
+TrainScores = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,31 @@ class Vertical:
     default_institutions: int = 5
     #: model name -> default model_params (imbalance handling, network size ...)
     model_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: columns of the evaluated rows that ``metrics`` needs beyond (y, p), e.g. transaction amounts
+    metric_columns: tuple[str, ...] = ()
+    #: ``metrics`` sets an operating point on the model's own training scores (never on test labels)
+    tunes_on_train: bool = False
+
+    def evaluate(
+        self,
+        y: np.ndarray,
+        p: np.ndarray,
+        *,
+        frame: pd.DataFrame | None = None,
+        train: TrainScores | None = None,
+    ) -> dict[str, float]:
+        """``metrics`` with only the extras this vertical declared; the core always calls this.
+
+        ``frame`` holds the evaluated rows (in the order of ``y``); columns it lacks (real data
+        rarely has them all) are left out, and the metrics that need them report NaN.
+        """
+        extras: dict[str, Any] = {}
+        if self.metric_columns:
+            present = [c for c in self.metric_columns if frame is not None and c in frame.columns]
+            extras["frame"] = None if frame is None else frame[present].reset_index(drop=True)
+        if self.tunes_on_train:
+            extras["train"] = train
+        return self.metrics(y, p, **extras)
 
     def model_params(self, model: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The vertical's defaults for ``model`` with the user's overrides on top."""

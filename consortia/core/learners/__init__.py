@@ -14,6 +14,7 @@ from consortia.registry import Registry
 LEARNERS: Registry = Registry("model")
 LEARNERS.register_lazy("logistic", "consortia.core.learners.logistic:build")
 LEARNERS.register_lazy("mlp", "consortia.core.learners.mlp:build")
+LEARNERS.register_lazy("xgboost", "consortia.core.learners.xgboost:build")
 
 
 def make_learner(

@@ -2,6 +2,9 @@
 
 Local training warm-starts scikit-learn's L-BFGS solver from the global coefficients; one
 local "epoch" is one solver iteration over the institution's rows (a full-batch pass).
+``model_params.solver='newton-cholesky'`` makes each iteration a Newton step instead: it keeps
+no memory between calls, so restarting it every round (as federation does) costs nothing, while
+a restarted L-BFGS forgets its curvature estimate (verticals with rare positives choose it).
 scikit-learn has no proximal term, so FedProx is refused for this learner (see
 ``supports_proximal``); use the MLP learner for FedProx.
 """
@@ -35,6 +38,9 @@ class LogisticLearner(EvaluateMixin):
         self.class_weight = params.pop("class_weight", None)
         if self.class_weight not in (None, "balanced", "none"):
             raise ConfigError("model_params.class_weight must be 'balanced' or 'none'")
+        self.solver = str(params.pop("solver", "lbfgs"))
+        if self.solver not in ("lbfgs", "newton-cholesky"):
+            raise ConfigError("model_params.solver must be 'lbfgs' or 'newton-cholesky'")
         params.pop("device", None)
         if params:
             raise ConfigError(f"unknown logistic model_params: {', '.join(params)}")
@@ -56,7 +62,7 @@ class LogisticLearner(EvaluateMixin):
         if proximal_mu:
             raise ConfigError("the logistic learner has no proximal term; use --model mlp for FedProx")
         model = LogisticRegression(
-            C=self.C, max_iter=epochs, warm_start=True, solver="lbfgs", random_state=seed
+            C=self.C, max_iter=epochs, warm_start=True, solver=self.solver, random_state=seed
         )
         model.coef_ = self.coef.reshape(1, -1).copy()
         model.intercept_ = self.intercept.copy()

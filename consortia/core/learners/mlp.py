@@ -51,9 +51,14 @@ class MLPLearner(EvaluateMixin):
         self.focal_gamma = float(params.pop("focal_gamma", 2.0))
         if self.loss_name not in ("bce", "focal"):
             raise ConfigError("model_params.loss must be 'bce' or 'focal'")
+        # Small tabular batches run fastest on one thread; more threads only spin and fight
+        # other institutions' processes for the same cores.
+        self.threads = int(params.pop("threads", 1))
         if params:
             raise ConfigError(f"unknown mlp model_params: {', '.join(params)}")
         self.device = resolve_device(device)
+        if self.device.type == "cpu" and self.threads > 0:
+            torch.set_num_threads(self.threads)
         self.n_features = n_features
         torch.manual_seed(seed)
         layers: list[nn.Module] = []
@@ -82,7 +87,7 @@ class MLPLearner(EvaluateMixin):
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         features = torch.as_tensor(X, dtype=torch.float32, device=self.device)
-        labels = torch.as_tensor(y, dtype=torch.float32, device=self.device)
+        labels = torch.as_tensor(np.array(y, dtype=np.float32), device=self.device)
         pos_weight = None
         if self.class_weight == "balanced":
             pos_weight = torch.tensor(balanced_positive_weight(y), device=self.device)

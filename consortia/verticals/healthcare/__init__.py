@@ -20,5 +20,9 @@ VERTICAL = Vertical(
     split="stratified",
     default_rows=10_000,
     default_institutions=5,
-    model_defaults={"mlp": {"hidden": "32,16", "lr": 0.005}},
+    model_defaults={
+        "mlp": {"hidden": "32,16", "lr": 0.005},
+        # shallow trees, small steps: bagging sums one tree per hospital per round
+        "xgboost": {"eta": 0.1, "max_depth": 4, "min_child_weight": 2},
+    },
 )

@@ -107,7 +107,8 @@ def _hospital(name: str, n: int, site: pd.Series, rng: np.random.Generator) -> p
             "age": np.round(age),
             "sex": male.astype(float),
             "bmi": np.round(bmi, 1),
-            "systolic_bp": np.round(sbp + site["bp_offset"] + rng.normal(0, 4, n)),
+            # what the site's devices read: calibration offset plus noise, still physiological
+            "systolic_bp": np.round(np.clip(sbp + site["bp_offset"] + rng.normal(0, 4, n), 75, 240)),
             "cholesterol": np.round(chol * site["chol_factor"]),
             "hdl": np.round(hdl),
             "glucose": np.round(glucose),

@@ -1,0 +1,3 @@
+from consortia.apps.home import render_home
+
+render_home()

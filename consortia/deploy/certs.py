@@ -1,0 +1,104 @@
+"""Local TLS material for trying a federation: a CA, a SuperLink certificate, SuperNode keys.
+
+For evaluation on one machine or a private network only; a consortium in production uses
+certificates from its own PKI. What is written to ``folder``::
+
+    ca.crt, ca.key               a self-signed certificate authority (10 years)
+    superlink.crt, superlink.key the SuperLink's certificate, signed by the CA, valid for the
+                                 given host names/IPs (default localhost and 127.0.0.1)
+    nodes/<name>, <name>.pub     an EC P-384 key pair per SuperNode (OpenSSH format), the form
+                                 ``flower-supernode --auth-supernode-private-key`` and
+                                 ``flwr supernode register`` expect
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    if private:
+        path.chmod(0o600)
+    return path
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Consortia local CA"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])  # fmt: skip
+
+
+def generate_tls(folder: str | Path, hosts: Sequence[str] = ("localhost", "127.0.0.1"), days: int = 825) -> TlsFiles:
+    """A CA and a SuperLink certificate for ``hosts`` (DNS names or IP addresses)."""
+    folder = Path(folder)
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Consortia local CA"))
+        .issuer_name(_name("Consortia local CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(hosts[0]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    no_pw = serialization.NoEncryption()
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    _write(folder / "ca.key", ca_key.private_bytes(pem, pkcs8, no_pw), private=True)
+    return TlsFiles(
+        ca_cert=_write(folder / "ca.crt", ca_cert.public_bytes(pem)),
+        server_cert=_write(folder / "superlink.crt", cert.public_bytes(pem)),
+        server_key=_write(folder / "superlink.key", key.private_bytes(pem, pkcs8, no_pw), private=True),
+    )
+
+
+def generate_node_key(folder: str | Path, name: str) -> tuple[Path, Path]:
+    """An EC P-384 key pair for SuperNode authentication: (private key, public key)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    folder = Path(folder) / "nodes"
+    return _write(folder / name, private, private=True), _write(folder / f"{name}.pub", public + b"\n")

@@ -1,0 +1,30 @@
+"""Manufacturing: defect prediction across factories that keep their process data in-house."""
+
+from consortia.verticals.base import Vertical
+from consortia.verticals.manufacturing.generator import generate
+from consortia.verticals.manufacturing.metrics import manufacturing_metrics
+from consortia.verticals.manufacturing.schema import SCHEMA
+
+VERTICAL = Vertical(
+    name="manufacturing",
+    title="Manufacturing: factory quality prediction",
+    description=(
+        "Factories predict defective parts and machine failures from process sensors without "
+        "sharing production data. Plants differ in machine mix, calibration, noise and drift."
+    ),
+    institution_noun="factory",
+    schema=SCHEMA,
+    generate=generate,
+    metrics=manufacturing_metrics,
+    primary_metric="auprc",
+    split="temporal",
+    default_rows=20_000,
+    default_institutions=5,
+    model_defaults={
+        "logistic": {"solver": "newton-cholesky"},
+        "mlp": {"hidden": "32,16", "lr": 0.01, "batch_size": 64},
+        # rare defects: positives weighted up to balance the classes (each factory's own ratio)
+        "xgboost": {"eta": 0.1, "max_depth": 5, "scale_pos_weight": "balanced", "eval_metric": "aucpr"},
+    },
+    tunes_on_train=True,
+)
