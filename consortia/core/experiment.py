@@ -80,9 +80,7 @@ def run_experiment(
             local_on_pooled.append(
                 vertical.evaluate(y_pooled, score(learner, own, pooled_test), frame=pooled_test, train=own_train)
             )
-        pooled["local_only"] = {
-            key: float(np.nanmean([m[key] for m in local_on_pooled])) for key in local_on_pooled[0]
-        }
+        pooled["local_only"] = {key: _mean_ignoring_nan([m[key] for m in local_on_pooled]) for key in local_on_pooled[0]}
     timings["total_s"] = time.perf_counter() - started
     return RunResult(
         config=config.model_dump(mode="json"),
@@ -99,3 +97,9 @@ def run_experiment(
             "federated + fine-tuned pools each institution's own fine-tuned model on its own test rows",
         ],
     )
+
+
+def _mean_ignoring_nan(values: list[float]) -> float:
+    """Mean over institutions; NaN (a metric the data cannot support) only if all are NaN."""
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")

@@ -24,6 +24,8 @@ class Vertical:
 
     ``generate(n_institutions, rows, seed)`` returns one frame with the schema's institution
     column; ``metrics(y, p)`` returns named scores where ``primary_metric`` is the headline.
+    The core calls ``evaluate``, which also hands ``metrics`` the evaluated rows' ``metric_columns``
+    (money at stake ...) and the model's training scores (``tunes_on_train``) when declared.
     """
 
     name: str

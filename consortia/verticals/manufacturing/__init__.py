@@ -20,6 +20,8 @@ VERTICAL = Vertical(
     split="temporal",
     default_rows=20_000,
     default_institutions=5,
+    # Newton steps: federated logistic regression converges as far as the centralized one in
+    # 20 rounds. The MLP needs a higher rate than the healthcare one to learn rare defects.
     model_defaults={
         "logistic": {"solver": "newton-cholesky"},
         "mlp": {"hidden": "32,16", "lr": 0.01, "batch_size": 64},

@@ -3,18 +3,19 @@
 Defect rules (after the AI4I 2020 predictive-maintenance data set), on *true* process values,
 each a soft threshold ``s(x) = sigmoid(x / width)``::
 
-    overheating  s(8.6 + 0.8 (5.5 - pressure)_+ - (process - ambient); 0.3 K) x s(1380 - rpm; 30 rpm)
+    overheating  s(8.6 + 0.8 (5.5 - pressure)_+ - (process - ambient); 0.15 K) x s(1380 - rpm; 15 rpm)
                  heat is not carried away: small temperature gap (low coolant pressure makes
                  it worse) at low speed
-    power        s(3000 - P; 150 W) + s(P - 9500; 150 W),  P = torque x rpm x 2 pi / 60
-    overstrain   s(wear x torque - limit; 400),  limit = 11000 / 12000 / 13000 min Nm for L / M / H
-    tool_wear    0.5 s(wear - 210; 8 min)
+    power        s(3000 - P; 75 W) + s(P - 9500; 75 W),  P = torque x rpm x 2 pi / 60
+    overstrain   s(wear x torque - limit; 200),  limit = 11000 / 12000 / 13000 min Nm for L / M / H
+    tool_wear    0.5 s(wear - 210; 4 min)
     random       0.002, x 4 for material from the bad supplier batch (S4), + 0.002 per 10 % humidity over 60 %
 
-``p = 1 - prod(1 - p_mode)``. Each factory's defect count is exact, ``round(rate x rows)``
-with the rate uniform in ``DEFECT_RATE_BOUNDS``: defects are drawn without replacement with
-weights ``p`` (Efraimidis-Spirakis keys), so physics decides *which* parts fail and the rate
-cannot leave its bounds. The mode with the largest ``p_mode`` is recorded in ``failure_mode``.
+``p = 1 - prod(1 - p_mode)``, then every row's log-odds shift by one factory constant so that
+the mean of ``p`` is the factory's rate (uniform in ``DEFECT_RATE_BOUNDS``). The defect count is
+exact, ``round(rate x rows)``: defects are drawn without replacement with weights ``p``
+(Efraimidis-Spirakis keys), so physics decides *which* parts fail (the weighted draw is the
+noise) and the rate cannot leave its bounds. The mode with the largest ``p_mode`` is recorded in ``failure_mode``.
 
 Factories differ in machine mix (L/M/H), ambient level, supplier mix, sensor calibration
 (process-temperature offset, torque gain, speed offset), sensor noise, and drift over the
