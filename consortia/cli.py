@@ -154,6 +154,7 @@ def run(
         f"{s['federated'] / s['centralized']:.3f} x centralized; local-only mean {s['local_only_mean']:.4f}; "
         f"{result.timings['total_s']:.1f} s",
         highlight=False,
+        soft_wrap=True,
     )
     if json_path is not None:
         result.to_json(json_path)
