@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from processes import spawned_children
 import xgboost as xgb
 
 from consortia.core.xgb_histogram import (
@@ -49,24 +50,6 @@ def federation():
     summaries = [local_quantile_summary(X, N_BINS) for X, _ in parts]
     binning = merge_quantile_summaries(summaries, N_BINS)
     return parts, binning
-
-
-def _spawned_children() -> set[int]:
-    """Live or unreaped children of this process, except multiprocessing's resource tracker."""
-    me, found = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmd = fh.read()
-        except OSError:
-            continue
-        if ppid == me and b"resource_tracker" not in cmd:
-            found.add(int(entry))
-    return found
 
 
 # ------------------------------------------------------------------ binning (no processes)
@@ -144,7 +127,7 @@ def test_busy_port_is_reported_before_any_process_starts(federation):
 @pytest.mark.timeout(300)
 def test_federated_equals_centralized(federation):
     parts, binning = federation
-    before = _spawned_children()
+    before = spawned_children()
     fed = train_histogram_federated(
         parts, PARAMS, 30, binning=binning, timeout_s=60, startup_timeout_s=120
     )
@@ -157,7 +140,7 @@ def test_federated_equals_centralized(federation):
     assert p_cen.std() > 0.05  # a real model, not a constant
     again = train_centralized(parts, PARAMS, 30, binning=binning)
     np.testing.assert_array_equal(again.predict(d), p_cen)  # deterministic for a seed
-    assert _spawned_children() - before == set()
+    assert spawned_children() - before == set()
 
 
 @pytest.mark.timeout(300)
@@ -179,7 +162,7 @@ def test_federated_early_stopping_matches_centralized(federation):
 @pytest.mark.timeout(300)
 def test_killed_institution_aborts_federation_quickly(federation):
     parts, binning = federation
-    before = _spawned_children()
+    before = spawned_children()
     killed_at: list[float] = []
 
     def kill_rank_2(rank: int, rnd: int) -> None:
@@ -201,7 +184,7 @@ def test_killed_institution_aborts_federation_quickly(federation):
     assert killed_at, "training ended before the worker could be killed"
     assert time.monotonic() - killed_at[0] < 10  # detected at once, not after a timeout
     assert err.value.rank == 2 and err.value.last_round >= 2
-    assert _spawned_children() - before == set()
+    assert spawned_children() - before == set()
 
 
 @pytest.mark.timeout(300)
@@ -211,7 +194,7 @@ def test_institution_that_raises_aborts_federation(federation):
     y = y.copy()
     y[3] = 2.0  # invalid label for binary:logistic: rank 1 raises inside xgboost
     bad = [parts[0], (X, y), parts[2]]
-    before = _spawned_children()
+    before = spawned_children()
     start = time.monotonic()
     with pytest.raises(FederatedTrainingError, match=r"rank 1\) failed.*label") as err:
         train_histogram_federated(
@@ -219,14 +202,14 @@ def test_institution_that_raises_aborts_federation(federation):
         )
     assert time.monotonic() - start < 120
     assert err.value.rank == 1 and "Traceback" in err.value.detail
-    assert _spawned_children() - before == set()
+    assert spawned_children() - before == set()
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_hung_institution_hits_timeout(federation):
     parts, binning = federation
-    before = _spawned_children()
+    before = spawned_children()
     stopped: list[float] = []
 
     def freeze_rank_0(rank: int, rnd: int) -> None:
@@ -246,4 +229,4 @@ def test_hung_institution_hits_timeout(federation):
             on_round=freeze_rank_0,
         )
     assert stopped and time.monotonic() - stopped[0] < 5 + 8
-    assert _spawned_children() - before == set()
+    assert spawned_children() - before == set()

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from processes import spawned_children
 import xgboost as xgb
 from typer.testing import CliRunner
 
@@ -29,23 +30,6 @@ SMALL = {"institutions": 3, "rows": 1500, "rounds": 3, "seed": 5, "finetune_epoc
 
 def _config(vertical: str, mode: str, **extra) -> ExperimentConfig:
     return ExperimentConfig.build(vertical=vertical, model="xgboost", xgb_mode=mode, **{**SMALL, **extra})
-
-
-def _spawned_children() -> set[int]:
-    me, found = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmd = fh.read()
-        except OSError:
-            continue
-        if ppid == me and b"resource_tracker" not in cmd:
-            found.add(int(entry))
-    return found
 
 
 # ------------------------------------------------------------------ bagging / cyclic over Flower
@@ -128,7 +112,7 @@ def test_cli_runs_histogram_mode_and_writes_the_usual_json(tmp_path):
 @pytest.mark.timeout(600)
 def test_histogram_worker_loss_stops_cleanly_with_a_clear_error():
     config = _config("healthcare", "histogram", rounds=5000, rows=1500)
-    before = _spawned_children()
+    before = spawned_children()
     killed: list[float] = []
 
     def kill_rank_1(rank: int, rnd: int) -> None:
@@ -142,4 +126,4 @@ def test_histogram_worker_loss_stops_cleanly_with_a_clear_error():
     assert killed, "training ended before the institution could be stopped"
     assert time.monotonic() - killed[0] < 15  # detected, not waited out
     assert "hospital" in str(err.value)  # names the institution, not just a rank
-    assert _spawned_children() - before == set()
+    assert spawned_children() - before == set()
