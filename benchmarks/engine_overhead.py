@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--institutions", type=int, default=10)
     parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--repeats", type=int, default=3, help="best of N for plain and inprocess")
+    parser.add_argument("--repeats", type=int, default=5, help="best of N for plain and inprocess")
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     set_flower_verbosity(False)
