@@ -93,3 +93,55 @@ def test_config_round_trips_through_flower_run_config(small_config):
     flat = config.to_run_config()
     assert flat["partition.kind"] == "dirichlet" and flat["model_params.hidden"] == "8,4"
     assert ExperimentConfig.from_run_config({**flat, "partition-id": 3}) == config
+
+
+def test_partial_participation_is_reproducible(small_config):
+    config = small_config(institutions=5, rows=2000, rounds=3, fraction_train=0.6)
+    first, second = run_engine(config), run_engine(config)
+    assert _final(first) == _final(second)
+
+
+def test_natural_split_must_match_the_configured_institutions(small_config):
+    from consortia.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gives 2 institutions"):
+        run_engine(small_config(institutions=4, partition={"kind": "natural", "column": "sex"}))
+
+
+def test_temporal_split_with_a_single_training_class_is_a_clear_error():
+    import pandas as pd
+
+    from consortia.core.institutions import split_institution
+    from consortia.errors import DataValidationError
+    from consortia.verticals import get_vertical
+
+    finance = get_vertical("finance")
+    frame = finance.generate(2, 4000, 0)
+    bank = frame[frame[finance.schema.institution_column] == frame[finance.schema.institution_column].iloc[0]]
+    bank = bank.sort_values(finance.schema.time_column).reset_index(drop=True)
+    target = finance.schema.target
+    late = bank.index >= int(len(bank) * 0.8)  # inside the last 25 % = the test period
+    bank[target] = 0
+    bank.loc[bank.index[late][:3], target] = 1  # every fraud happens after the training period
+    config = ExperimentConfig.build(vertical="finance", institutions=2, rows=4000)
+    with pytest.raises(DataValidationError, match="single class"):
+        split_institution("bank-x", pd.DataFrame(bank), finance, finance.schema, config)
+
+
+def test_an_edited_input_file_is_read_again(tmp_path):
+    from consortia.core.institutions import load_federation
+    from consortia.verticals import get_vertical
+
+    frame = get_vertical("healthcare").generate(2, 600, 3)
+    paths = []
+    for name, part in frame.groupby("hospital"):
+        path = tmp_path / f"{name}.csv"
+        part.drop(columns="hospital").to_csv(path, index=False)
+        paths.append(str(path))
+    config = ExperimentConfig.build(vertical="healthcare", data={"files": paths})
+    before = load_federation(config)
+    first = frame[frame["hospital"] == "hospital-01"].drop(columns="hospital")
+    first.iloc[: len(first) // 2].to_csv(paths[0], index=False)  # the file shrinks
+    after = load_federation(config)
+    name = next(iter(before.institutions))
+    assert len(after.institutions[name].train) < len(before.institutions[name].train)

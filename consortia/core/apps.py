@@ -13,6 +13,7 @@ Python. The same objects run in every engine.
 from __future__ import annotations
 
 import functools
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -284,6 +285,7 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
     )
     shared = {"preprocessor": preprocessor.to_json(), "report-scores": hooks.report_scores}
     initial = ArrayRecord(checkpoint.parameters if checkpoint else learner.get_parameters())
+    _seed_node_sampling(strategy, config.seed)
     if checkpoint is not None:  # continue the round count: client seeds and FedAdam's bias correction use it
         restore_strategy_state(strategy, checkpoint.strategy_state)
         offset_rounds(strategy, done)
@@ -321,7 +323,7 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
     per_institution: dict[str, dict[str, dict[str, float]]] = {}
     for msg in replies:
         metrics = dict(msg.content["metrics"])
-        name = names[msg.metadata.src_node_id]
+        name = str(msg.content["identity"]["institution"])  # node ids may change on reconnect
         per_institution[name] = {
             mode: {k.split(".", 1)[1]: float(v) for k, v in metrics.items() if k.startswith(f"{mode}.")}
             for mode in ("global", "finetuned")
@@ -336,6 +338,23 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
         institution_sizes=sizes,
         seconds=time.perf_counter() - started,
     )
+
+
+def _seed_node_sampling(strategy: object, seed: int) -> None:
+    """Make Flower's node sampling (module-level ``random``) reproducible per round.
+
+    With ``fraction_train < 1`` Flower samples institutions with the unseeded ``random``
+    module; seeding it from (run seed, round) before each configure step gives the same
+    institutions in the same round for the same seed, also after a resume.
+    """
+    for name in ("configure_train", "configure_evaluate"):
+        method = getattr(strategy, name)
+
+        def seeded(server_round: int, *args: Any, _method=method, _name=name, **kwargs: Any) -> Any:
+            random.seed(institution_seed(seed, f"sampling-{_name}", server_round))
+            return _method(server_round, *args, **kwargs)
+
+        setattr(strategy, name, seeded)
 
 
 def _pooled_metrics(

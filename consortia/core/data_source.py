@@ -68,11 +68,13 @@ def load_file_federation(
 
 def load_node_institution(config: ExperimentConfig, path: str) -> tuple[Federation, InstitutionData]:
     """A deployed node's own institution: its file only, split with the run's seed."""
-    return _node_cached(config.fingerprint(), path)
+    from consortia.core.institutions import files_version
+
+    return _node_cached(config.fingerprint(), path, files_version([path]))
 
 
 @functools.lru_cache(maxsize=8)
-def _node_cached(fingerprint: str, path: str) -> tuple[Federation, InstitutionData]:
+def _node_cached(fingerprint: str, path: str, _version: tuple = ()) -> tuple[Federation, InstitutionData]:
     config = ExperimentConfig.model_validate_json(fingerprint)
     vertical = get_vertical(config.vertical)
     name = institution_name(path)

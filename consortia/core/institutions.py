@@ -8,6 +8,7 @@ real deployment, ``data-path`` (the file that this node alone can read).
 from __future__ import annotations
 
 import functools
+import os
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from consortia.datasets.partition import partition_frame
 from consortia.datasets.preprocessing import FeatureSummary, Preprocessor
 from consortia.datasets.schema import TabularSchema
 from consortia.datasets.split import stratified_split, temporal_split
-from consortia.errors import ConfigError
+from consortia.errors import ConfigError, DataValidationError
 from consortia.verticals import Vertical, get_vertical
 
 
@@ -68,6 +69,13 @@ def split_institution(
     valid = schema.validate(frame, source=source, min_rows=4)
     if vertical.split == "temporal" and schema.time_column and schema.time_column in valid:
         train, test = temporal_split(valid, schema.time_column, config.test_fraction, source)
+        if train[schema.target].nunique() < 2:
+            raise DataValidationError(
+                f"the earlier {1 - config.test_fraction:.0%} of its rows (the training part of a "
+                f"temporal split) hold a single class of '{schema.target}'; supply more history",
+                source=source,
+                column=schema.target,
+            )
     else:
         train, test = stratified_split(
             valid, schema.target, config.test_fraction, seed=institution_seed(config.seed, name), source=source
@@ -77,11 +85,24 @@ def split_institution(
 
 def load_federation(config: ExperimentConfig) -> Federation:
     """The run's institutions from its data source; cached, so nodes in one process share it."""
-    return _load_federation_cached(config.fingerprint())
+    return _load_federation_cached(config.fingerprint(), files_version(config.data.files))
+
+
+def files_version(paths: list[str] | tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of each input file: part of every cache key, so an edited file is
+    read again in a long-lived process (the demo, a notebook) instead of served stale."""
+    version = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            version.append((str(path), stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            version.append((str(path), -1, -1))  # the loader reports the missing file
+    return tuple(version)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_federation_cached(fingerprint: str) -> Federation:
+def _load_federation_cached(fingerprint: str, _files: tuple = ()) -> Federation:
     config = ExperimentConfig.model_validate_json(fingerprint)
     vertical = get_vertical(config.vertical)
     if config.data.files:
@@ -99,6 +120,13 @@ def _load_federation_cached(fingerprint: str) -> Federation:
         natural_column=schema.institution_column,
         seed=config.seed,
     )
+    if len(parts) != config.institutions:
+        column = config.partition.column or schema.institution_column
+        raise ConfigError(
+            f"the natural split by '{column}' gives {len(parts)} institutions "
+            f"({', '.join(list(parts)[:6])}), but the run is configured for {config.institutions}; "
+            f"set institutions={len(parts)}"
+        )
     institutions = {
         name: split_institution(name, part, vertical, schema, config) for name, part in parts.items()
     }
@@ -113,11 +141,14 @@ def institution_arrays(
     Every round sends the same preprocessor, so a node transforms its rows once per run.
     ``data_path``: a deployed node's own file (its node config's ``data-path``).
     """
-    return _arrays_cached(config.fingerprint(), name, preprocessor_json, data_path)
+    files = files_version([data_path] if data_path else config.data.files)
+    return _arrays_cached(config.fingerprint(), name, preprocessor_json, data_path, files)
 
 
 @functools.lru_cache(maxsize=64)
-def _arrays_cached(fingerprint: str, name: str, preprocessor_json: str, data_path: str | None = None):
+def _arrays_cached(
+    fingerprint: str, name: str, preprocessor_json: str, data_path: str | None = None, _files: tuple = ()
+):
     preprocessor = Preprocessor.from_json(preprocessor_json)
     if data_path is not None:
         from consortia.core.data_source import load_node_institution
@@ -126,7 +157,7 @@ def _arrays_cached(fingerprint: str, name: str, preprocessor_json: str, data_pat
             ExperimentConfig.model_validate_json(fingerprint), data_path
         )
         return institution.arrays(preprocessor, federation.schema.target)
-    federation = _load_federation_cached(fingerprint)
+    federation = _load_federation_cached(fingerprint, _files)
     return federation.institutions[name].arrays(preprocessor, federation.schema.target)
 
 

@@ -100,25 +100,33 @@ class LocalFederation:
         return process
 
     def kill_node(self, name: str) -> None:
-        """Kill a SuperNode and its ClientApp processes at once (no goodbye to the SuperLink)."""
-        _signal_tree(self.nodes[name].popen.pid, signal.SIGKILL)
-        self.nodes[name].popen.wait(timeout=30)
+        """Kill a SuperNode and its ClientApp processes at once (no goodbye to the SuperLink).
+
+        They all share the SuperNode's process group (it is started in a new session and starts
+        its SuperExec and ClientApps without one of their own), so one ``killpg`` reaches them."""
+        process = self.nodes[name]
+        _killpg(process.popen.pid, signal.SIGKILL)
+        process.popen.wait(timeout=30)
 
     def stop(self, grace_s: float = 10.0) -> None:
-        """Stop every process this federation started (and what they started), newest first."""
-        pids = []
-        for process in reversed(self.processes):
-            pids += _descendants(process.popen.pid) + [process.popen.pid]
-        for pid in pids:
-            _kill(pid, signal.SIGTERM)
+        """Stop every process this federation started (and what they started), newest first.
+
+        Signals go to process groups, not remembered PIDs: a group's number cannot be handed to
+        a new process while any member lives, and members that lost their parent are still in it.
+        Each process is its own group leader (``start_new_session``); the groups its children made
+        for themselves (the SuperLink starts its SuperExec in a new session) are looked up once,
+        before anything is signalled, while they are still its children."""
+        groups = _process_groups([p.popen.pid for p in reversed(self.processes)])
+        for group in groups:
+            _killpg(group, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         for process in self.processes:
             try:
                 process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
-        for pid in pids:
-            _kill(pid, signal.SIGKILL)
+        for group in groups:  # whatever ignored SIGTERM, or outlived its leader
+            _killpg(group, signal.SIGKILL)
         for process in self.processes:
             try:
                 process.popen.wait(timeout=5)
@@ -198,37 +206,28 @@ def run_config_toml(config: ExperimentConfig) -> str:
     return "experiment = " + json.dumps(config.model_dump_json()) + "\n"
 
 
-# -- process trees (Linux /proc; elsewhere only the direct process is signalled) -----------------
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
+# -- process groups (children's own groups are found through Linux /proc; elsewhere only ours) ------
+def _process_groups(leaders: list[int]) -> list[int]:
+    """``leaders`` (each leads its own group) and, after them, the groups their descendants lead."""
+    children: dict[int, list[tuple[int, int]]] = {}
     for entry in Path("/proc").glob("[0-9]*/stat") if Path("/proc").is_dir() else []:
         try:
             stat = entry.read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        tree.setdefault(int(fields[1]), []).append(int(entry.parent.name))
-    return tree
-
-
-def _descendants(pid: int) -> list[int]:
-    tree = _children()
-    found, stack = [], [pid]
+        fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, pgrp, ...
+        children.setdefault(int(fields[1]), []).append((int(entry.parent.name), int(fields[2])))
+    groups, stack, ours = list(leaders), list(leaders), os.getpgrp()
     while stack:
-        for child in tree.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
+        for pid, group in children.get(stack.pop(), []):
+            stack.append(pid)
+            if group not in groups and group != ours:
+                groups.append(group)
+    return groups
 
 
-def _signal_tree(pid: int, sig: signal.Signals) -> None:
-    for child in _descendants(pid):
-        _kill(child, sig)
-    _kill(pid, sig)
-
-
-def _kill(pid: int, sig: signal.Signals) -> None:
+def _killpg(group: int, sig: signal.Signals) -> None:
     try:
-        os.kill(pid, sig)
+        os.killpg(group, sig)
     except (ProcessLookupError, PermissionError):
         pass

@@ -20,6 +20,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from consortia.config import ExperimentConfig
 from consortia.core.apps import ServerHooks, build_client_app, build_server_app
+from consortia.core.engines.collect import collecting
 from consortia.core.results import FederatedOutcome
 
 FIRST_NODE_ID = 1001
@@ -76,21 +77,10 @@ class InProcessGrid(Grid):
 
 def run(config: ExperimentConfig, hooks: ServerHooks | None = None) -> FederatedOutcome:
     """Run the federation for ``config`` in this process and return its outcome."""
-    hooks = hooks or ServerHooks()
-    outcome: list[FederatedOutcome] = []
-    user_hook = hooks.on_outcome
-
-    def collect(result: FederatedOutcome) -> None:
-        outcome.append(result)
-        if user_hook is not None:
-            user_hook(result)
-
+    server_hooks, outcome = collecting(hooks)
     run_config = config.to_run_config()
     client_app = build_client_app()
-    server_app = build_server_app(hooks=ServerHooks(
-        on_round=hooks.on_round, on_outcome=collect,
-        report_scores=hooks.report_scores, node_timeout_s=hooks.node_timeout_s,
-    ))  # fmt: skip
+    server_app = build_server_app(hooks=server_hooks)
     node_configs = [
         {"partition-id": i, "num-partitions": config.institutions} for i in range(config.institutions)
     ]

@@ -11,6 +11,7 @@ import os
 
 from consortia.config import ExperimentConfig
 from consortia.core.apps import ServerHooks, build_client_app, build_server_app
+from consortia.core.engines.collect import collecting
 from consortia.core.results import FederatedOutcome
 from consortia.errors import FederationError
 
@@ -18,24 +19,14 @@ from consortia.errors import FederationError
 def run(config: ExperimentConfig, hooks: ServerHooks | None = None) -> FederatedOutcome:
     from flwr.simulation import run_simulation
 
-    hooks = hooks or ServerHooks()
-    outcome: list[FederatedOutcome] = []
-    user_hook = hooks.on_outcome
-
-    def collect(result: FederatedOutcome) -> None:
-        outcome.append(result)
-        if user_hook is not None:
-            user_hook(result)
-
+    server_hooks, outcome = collecting(hooks)
     overrides = config.to_run_config()
-    server_app = build_server_app(overrides, ServerHooks(
-        on_round=hooks.on_round, on_outcome=collect,
-        report_scores=hooks.report_scores, node_timeout_s=hooks.node_timeout_s,
-    ))  # fmt: skip
+    server_app = build_server_app(overrides, server_hooks)
     client_app = build_client_app(overrides)
     cpus = max(1, os.cpu_count() or 1)
     backend_config = {
-        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        # Ray hides the GPU from actors that ask for none: share it when a GPU run is asked for.
+        "client_resources": {"num_cpus": 1, "num_gpus": _gpu_share(config)},
         "init_args": {"num_cpus": cpus, "include_dashboard": False, "logging_level": logging.ERROR},
     }
     run_simulation(
@@ -47,3 +38,11 @@ def run(config: ExperimentConfig, hooks: ServerHooks | None = None) -> Federated
     if not outcome:
         raise FederationError("the Ray simulation ended without a result; see the log above")
     return outcome[0]
+
+
+def _gpu_share(config: ExperimentConfig) -> float:
+    if config.device == "cpu":
+        return 0.0
+    import torch
+
+    return 1.0 / config.institutions if torch.cuda.is_available() else 0.0
