@@ -10,10 +10,12 @@ loaded 2-core machine); the command-line and helper tests below them are fast.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import tomllib
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
 from consortia.cli import app
@@ -23,7 +25,7 @@ from consortia.core.engines.deployment import LocalFederation
 from consortia.core.engines.inprocess import run as run_inprocess
 from consortia.core.grids import MinimumNodesGrid
 from consortia.core.runs import RunFolder
-from consortia.errors import FederationError
+from consortia.errors import ConfigError, FederationError
 from consortia.verticals import get_vertical
 
 ROUNDS = 3
@@ -80,9 +82,17 @@ def test_deployed_run_equals_the_inprocess_engine(federation, hospital_files, tm
 
 @pytest.mark.slow
 def test_unregistered_supernode_is_refused(federation, hospital_files):
+    name = hospital_files[0].stem
+    link_log, node_log = federation.processes[0].log, federation.nodes[name].log  # the intruder appends to the latter
+    link_seen, node_seen = link_log.stat().st_size, node_log.stat().st_size
     intruder = federation.start_node(hospital_files[0], register=False, max_retries=0)
     assert intruder.popen.wait(timeout=120) != 0
-    assert "hospital-01" not in [n for n, p in federation.nodes.items() if p is intruder and p.popen.poll() is None]
+    # refused for its key, not for anything else: Flower 1.42 logs the unknown key (repr of its PEM)
+    public = serialization.load_ssh_public_key((federation.workdir / "keys" / "nodes" / f"{name}.pub").read_bytes())
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    refusal = link_log.read_bytes()[link_seen:].decode(errors="replace")
+    assert f"{pem!r}, exception: No SuperNode found with the given public key." in refusal
+    assert "Failed to activate SuperNode" in node_log.read_bytes()[node_seen:].decode(errors="replace")
 
 
 @pytest.mark.slow
@@ -149,3 +159,61 @@ def test_run_config_round_trip_through_the_experiment_key():
     flower_defaults = {"rounds": 3, "model": "logistic", "run_dir": "", "data.target": ""}
     parsed = tomllib.loads(run_config_toml(config))
     assert ExperimentConfig.from_run_config({**flower_defaults, **parsed}) == config
+
+
+def test_private_keys_are_never_readable_by_others(tmp_path):
+    from consortia.deploy.certs import generate_node_key, generate_tls
+
+    folder = tmp_path / "certs"
+    private = [folder / "ca.key", folder / "superlink.key", folder / "nodes" / "a"]
+    seen: list[tuple[str, int, int]] = []  # (file, mode, size) whenever a file is opened or chmod-ed
+    watching = [True]
+
+    def watch(event: str, args: tuple) -> None:
+        if watching and event in ("open", "os.chmod"):
+            for path in private:
+                if path.exists():
+                    stat = path.stat()
+                    seen.append((path.name, stat.st_mode & 0o777, stat.st_size))
+
+    sys.addaudithook(watch)  # cannot be removed; `watching` switches it off
+    old_umask = os.umask(0o022)
+    try:
+        (folder / "nodes").mkdir(parents=True)
+        (folder / "ca.key").write_bytes(b"old")  # an earlier, world-readable file is replaced safely too
+        (folder / "ca.key").chmod(0o644)
+        generate_tls(folder)
+        generate_node_key(folder, "a")
+    finally:
+        watching.clear()
+        os.umask(old_umask)
+    assert any(size for _, _, size in seen)
+    assert [s for s in seen if s[2] > 3 and s[1] & 0o077] == []  # key bytes never sit in a readable file
+    assert {p.name: p.stat().st_mode & 0o777 for p in private} == {p.name: 0o600 for p in private}
+    assert (folder / "nodes" / "a.pub").stat().st_mode & 0o044  # public halves stay readable
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", "..", ".hidden", "-x", "", "a b", "a\nb"])
+def test_a_node_name_cannot_leave_the_keys_folder(tmp_path, name):
+    from consortia.deploy.certs import generate_node_key
+
+    with pytest.raises(ConfigError, match="node name"):
+        generate_node_key(tmp_path / "certs", name)
+    assert not (tmp_path / "certs").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_serve_certs_refuses_a_bad_node_name_before_writing_anything(tmp_path):
+    result = CliRunner().invoke(app, ["serve", "certs", str(tmp_path / "certs"), "--node", "../../escaped"])
+    assert result.exit_code == 2 and "node name" in result.output
+    assert not (tmp_path / "certs").exists()
+
+
+def test_connection_entry_is_escaped_toml(tmp_path):
+    from consortia.deploy.commands import Tls, write_connection
+
+    ca = tmp_path / 'odd "dir" \\ here' / "ca.crt"
+    path = write_connection(tmp_path, "consortia", '127.0.0.1:9093"\n[evil]', Tls(ca))
+    data = tomllib.loads(path.read_text())
+    assert data == {"superlink": {"default": "consortia", "consortia": {"address": '127.0.0.1:9093"\n[evil]', "root-certificates": str(ca)}}}
+    with pytest.raises(ConfigError, match="connection name"):
+        write_connection(tmp_path, "x]\n[evil", "127.0.0.1:1", None)

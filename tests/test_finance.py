@@ -112,29 +112,64 @@ def test_split_is_temporal_per_bank() -> None:
 
 
 # -- metrics -------------------------------------------------------------------------------------
-def test_money_saved_by_hand() -> None:
-    y = np.array([1, 1, 0, 0, 0, 0])
-    p = np.array([0.9, 0.2, 0.8, 0.1, 0.1, 0.1])
-    amount = np.array([100.0, 50.0, 7.0, 1.0, 1.0, 1.0])
-    # 1 false alarm in 4 legit allowed (25 %): the lowest such threshold, 0.2, flags rows 0, 1, 2
-    saved, share = money_saved(y, p, amount, review_cost=10.0, max_fpr=0.25)
+def test_money_saved_by_hand_at_a_train_chosen_threshold() -> None:
+    # training negatives score 0.00 .. 0.99: 1 % of them (just 0.99) lies above 0.98
+    y_train = np.r_[np.zeros(100, dtype=int), np.ones(5, dtype=int)]
+    p_train = np.r_[np.arange(100) / 100, np.full(5, 0.995)]
+    threshold = alert_threshold(y_train, p_train, 0.01)
+    assert threshold == pytest.approx(0.98)
+    y = np.array([1, 1, 1, 0, 0, 0, 0])
+    p = np.array([0.99, 0.985, 0.5, 0.999, 0.98, 0.2, 0.1])
+    amount = np.array([100.0, 50.0, 30.0, 7.0, 1.0, 1.0, 1.0])
+    # flagged: scores strictly above 0.98 -> frauds 0, 1 and legit row 3 (0.98 itself is not)
+    saved, share = money_saved(y, p, amount, review_cost=10.0, threshold=threshold)
     assert saved == pytest.approx(150.0 - 10.0)
-    assert share == pytest.approx(140.0 / 150.0)
-    # with no false alarm allowed only row 0 is flagged
-    assert money_saved(y, p, amount, review_cost=10.0, max_fpr=0.0)[0] == pytest.approx(100.0)
+    assert share == pytest.approx(140.0 / 180.0)
+    out = finance_metrics(y, p, frame=pd.DataFrame({"amount": amount}), train=(y_train, p_train))
+    assert out["money_saved"] == pytest.approx(140.0)
+    assert out["alert_threshold"] == pytest.approx(0.98)
+    assert out["alert_fpr"] == pytest.approx(1 / 4)  # realised on the evaluated rows, not the budget
+
+
+def test_test_labels_do_not_move_the_alert_threshold() -> None:
+    rng = np.random.default_rng(3)
+    y_train = (rng.random(3_000) < 0.05).astype(int)
+    p_train = rng.random(3_000) * 0.6 + 0.4 * y_train
+    p = rng.random(1_000) * 0.6
+    y = (rng.random(1_000) < 0.05).astype(int)
+    flipped = 1 - y
+    frame = pd.DataFrame({"amount": rng.lognormal(4, 1, 1_000)})
+    a = finance_metrics(y, p, frame=frame, train=(y_train, p_train))
+    b = finance_metrics(flipped, p, frame=frame, train=(y_train, p_train))
+    assert a["alert_threshold"] == b["alert_threshold"]
+    train_fpr = (p_train[y_train == 0] > a["alert_threshold"]).mean()
+    assert 0.01 - 1 / (y_train == 0).sum() < train_fpr <= 0.01  # 1 % of training negatives above it
+    assert a["money_saved"] != b["money_saved"]  # the labels still decide what was saved
+    # the training labels do move it
+    c = finance_metrics(y, p, frame=frame, train=(1 - y_train, p_train))
+    assert c["alert_threshold"] != a["alert_threshold"]
 
 
 def test_review_cost_is_a_parameter() -> None:
     rng = np.random.default_rng(0)
     y = (rng.random(2_000) < 0.05).astype(int)
     p = rng.random(2_000) * 0.5 + 0.4 * y
+    train = (y, p)
     frame = pd.DataFrame({"amount": rng.lognormal(4, 1, 2_000)})
-    cheap = make_metrics(review_cost=1.0)(y, p, frame=frame)
-    dear = make_metrics(review_cost=50.0)(y, p, frame=frame)
-    false_alarms = int(((p >= alert_threshold(y, p, 0.01)) & (y == 0)).sum())
+    cheap = make_metrics(review_cost=1.0)(y, p, frame=frame, train=train)
+    dear = make_metrics(review_cost=50.0)(y, p, frame=frame, train=train)
+    false_alarms = int(((p > alert_threshold(y, p, 0.01)) & (y == 0)).sum())
     assert 0 < false_alarms <= 0.01 * (y == 0).sum()
     assert cheap["money_saved"] - dear["money_saved"] == pytest.approx(49.0 * false_alarms)
     assert cheap["auprc"] == dear["auprc"]
+
+
+def test_money_saved_is_nan_without_training_scores() -> None:
+    y = np.array([0, 1, 0, 1])
+    p = np.array([0.1, 0.9, 0.3, 0.6])
+    out = get_vertical("finance").evaluate(y, p, frame=pd.DataFrame({"amount": [1.0, 2.0, 3.0, 4.0]}))
+    assert math.isnan(out["money_saved"]) and math.isnan(out["alert_threshold"])
+    assert math.isnan(out["alert_fpr"]) and out["auprc"] == pytest.approx(1.0)
 
 
 def test_money_saved_is_nan_without_amounts() -> None:
@@ -142,7 +177,8 @@ def test_money_saved_is_nan_without_amounts() -> None:
     p = np.array([0.1, 0.9, 0.3, 0.6])
     assert math.isnan(finance_metrics(y, p)["money_saved"])
     vertical = get_vertical("finance")
-    out = vertical.evaluate(y, p, frame=pd.DataFrame({"hour": [1, 2, 3, 4]}))
+    out = vertical.evaluate(y, p, frame=pd.DataFrame({"hour": [1, 2, 3, 4]}), train=(y, p))
+    assert not math.isnan(out["alert_threshold"])
     assert math.isnan(out["money_saved"]) and out["auprc"] == pytest.approx(1.0)
 
 
@@ -151,8 +187,9 @@ def test_small_run_reports_money_for_every_mode() -> None:
     result = run_experiment(config)
     for mode in ("federated", "federated_finetuned", "centralized", "local_only"):
         metrics = result.pooled[mode]
-        assert {"auprc", "auroc", "recall_at_1pct_fpr", "money_saved"} <= set(metrics)
+        assert {"auprc", "auroc", "recall_at_1pct_fpr", "money_saved", "alert_threshold", "alert_fpr"} <= set(metrics)
         assert math.isfinite(metrics["money_saved"]), mode
+        assert math.isfinite(metrics["alert_threshold"]) and 0 <= metrics["alert_fpr"] <= 1, mode
     for modes in result.per_institution.values():
         assert math.isfinite(modes["federated"]["money_saved"])
     assert result.primary_metric == "auprc"

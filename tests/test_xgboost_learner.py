@@ -90,8 +90,8 @@ def test_cyclic_continues_the_global_model_and_sends_all_of_it():
 
 def test_balanced_weight_uses_the_institutions_own_labels():
     X, y = _data(positive_rate=0.05, n=2000)
-    plain = make_learner("xgboost", 5, {})
-    weighted = make_learner("xgboost", 5, {"scale_pos_weight": "balanced"})
+    plain = make_learner("xgboost", 5, {"xgb_mode": "cyclic"})
+    weighted = make_learner("xgboost", 5, {"xgb_mode": "cyclic", "scale_pos_weight": "balanced"})
     plain.fit(X, y, epochs=5, seed=0)
     weighted.fit(X, y, epochs=5, seed=0)
     config = json.loads(_booster(weighted.get_parameters()).save_config())
@@ -104,7 +104,7 @@ def test_balanced_weight_uses_the_institutions_own_labels():
 def test_early_stopping_holds_out_rows_and_keeps_the_best_round():
     X, y = _data(seed=3, n=600)
     y = np.random.default_rng(0).permutation(y)  # pure noise: validation loss rises at once
-    params = {"early_stopping_rounds": 3, "eta": 0.8, "max_depth": 6}
+    params = {"xgb_mode": "cyclic", "early_stopping_rounds": 3, "eta": 0.8, "max_depth": 6}
     learner = make_learner("xgboost", 5, params)
     learner.fit(X, y, epochs=200, seed=0)
     assert learner.num_rounds < 50
@@ -176,3 +176,15 @@ def test_cyclic_strategy_visits_institutions_in_node_order():
     strategy = build_strategy("fedxgb_cyclic", {}, num_institutions=4)
     assert strategy._reorder_nodes([40, 10, 30, 20]) == [10, 20, 30, 40]
     assert strategy._reorder_nodes([30, 50, 10]) == [10, 30, 50]  # a newcomer goes last
+
+
+def test_learner_default_mode_is_the_config_default():
+    from consortia.core.xgboost_config import DEFAULT_XGB_MODE
+
+    assert make_learner("xgboost", 4).mode == DEFAULT_XGB_MODE == ExperimentConfig.build(model="xgboost").xgb_mode
+
+
+@pytest.mark.parametrize("params, device", [({"device": "cuda"}, "cuda"), ({"device": "cpu"}, None), ({}, None)])
+def test_device_model_param_reaches_xgboost(params, device):
+    learner = make_learner("xgboost", 4, params)  # (only configured here: no GPU needed)
+    assert learner.xgb_params.get("device") == device

@@ -58,19 +58,21 @@ def uploaded_files(files: Iterable[tuple[str, bytes]]) -> Iterator[list[Path]]:
 
 def check_uploads(vertical_name: str, files: Iterable[tuple[str, bytes]]) -> list[UploadCheck]:
     """Validate each ``(file name, content)`` as one institution's rows of ``vertical_name``."""
+    from consortia.config import DataConfig
+    from consortia.datasets.loaders import load_file
     from consortia.verticals import get_vertical
 
     schema = get_vertical(vertical_name).schema
+    min_rows = DataConfig().min_rows
     files = list(files)
     checks = []
     with uploaded_files(files) as paths:
         for index, ((name, _), path) in enumerate(zip(files, paths, strict=True)):
             shown = Path(name.replace("\\", "/")).name or f"file {index + 1}"
-            try:
-                frame = _read_csv(path, shown)
-                valid = schema.validate(frame, source=shown, min_rows=4)
+            try:  # exactly the loader and checks that training on these files uses
+                valid = load_file(path, schema, min_rows=min_rows).frame
             except DataValidationError as exc:
-                checks.append(UploadCheck(shown, False, str(exc)))
+                checks.append(UploadCheck(shown, False, str(exc).replace(str(path), shown)))
                 continue
             rate = float(valid[schema.target].mean())
             checks.append(
@@ -79,9 +81,17 @@ def check_uploads(vertical_name: str, files: Iterable[tuple[str, bytes]]) -> lis
     return checks
 
 
-def _read_csv(path: Path, shown: str) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataValidationError(f"cannot be read as CSV ({first})", source=shown) from None
+def example_frame(vertical_name: str, rows: int = 50, seed: int = 0) -> pd.DataFrame:
+    """One institution's rows as an upload should look: both classes, no ground-truth columns."""
+    from consortia.verticals import get_vertical
+
+    vertical = get_vertical(vertical_name)
+    schema = vertical.schema
+    frame = vertical.generate(2, 400, seed)
+    column = schema.institution_column
+    if column in frame:
+        frame = frame[frame[column] == frame[column].iloc[0]]
+    frame = frame.drop(columns=[c for c in schema.non_features if c in frame.columns])
+    positives = frame[frame[schema.target] == 1].head(max(2, rows // 5))
+    negatives = frame[frame[schema.target] != 1].head(rows - len(positives))
+    return frame.loc[sorted([*positives.index, *negatives.index])]  # original (time) order

@@ -412,11 +412,6 @@ def _train_on_uploads(vertical: Vertical, settings: dict[str, Any], files: list[
 
 @st.cache_data(show_spinner=False)
 def _example_csv(vertical_name: str) -> str:
-    from consortia.verticals import get_vertical
+    from consortia.apps.uploads import example_frame
 
-    vertical = get_vertical(vertical_name)
-    frame = vertical.generate(2, 400, 0)
-    column = vertical.schema.institution_column
-    if column in frame:
-        frame = frame[frame[column] == frame[column].iloc[0]]
-    return frame.head(50).to_csv(index=False)
+    return example_frame(vertical_name).to_csv(index=False)

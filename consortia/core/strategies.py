@@ -53,7 +53,8 @@ def build_strategy(
 ) -> fl.Strategy:
     """Instantiate the Flower strategy ``name`` for a federation of ``num_institutions``."""
     cls = STRATEGIES.get(name)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    signature = inspect.signature(cls.__init__).parameters
+    accepted = set(signature) - {"self"}
     options = {key.replace("-", "_"): value for key, value in params.items()}
     unknown = sorted(set(options) - (accepted - _MANAGED))
     if unknown:
@@ -61,6 +62,7 @@ def build_strategy(
         raise ConfigError(
             f"strategy '{name}' has no option {', '.join(unknown)}; its options: {allowed}"
         )
+    options = {key: _checked(name, key, value, signature[key].default) for key, value in options.items()}
     available = min_available or num_institutions
     managed: dict[str, Any] = {
         "fraction_train": fraction_train,
@@ -75,3 +77,17 @@ def build_strategy(
         return cls(**kwargs, **options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"strategy '{name}': {exc}") from None
+
+
+def _checked(strategy: str, key: str, value: Any, default: Any) -> Any:
+    """A value of the type of the Flower constructor's numeric default (an int where a float is
+    expected is widened): a string there would only fail rounds later, inside Flower's logging."""
+    if isinstance(default, bool) or not isinstance(default, int | float):
+        return value
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, float) and numeric:
+        return float(value)
+    if isinstance(default, int) and numeric and float(value).is_integer():
+        return int(value)
+    what = "a number" if isinstance(default, float) else "an integer"
+    raise ConfigError(f"strategy '{strategy}': strategy_params.{key} must be {what} (got {value!r})")

@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 XGB_MODES = ("bagging", "cyclic", "histogram")
+#: the mode of a config (and of a learner) that names none: Flower's FedXgbBagging
+DEFAULT_XGB_MODE = "bagging"
 XGB_STRATEGIES = {"bagging": "fedxgb_bagging", "cyclic": "fedxgb_cyclic"}
 _DEFAULT_STRATEGY = "fedavg"
 
@@ -34,7 +36,7 @@ def wire_xgboost(values: dict[str, Any]) -> dict[str, Any]:
     mode, in_params = values.get("xgb_mode"), params.get("xgb_mode")
     if mode is not None and in_params is not None and str(mode).lower() != str(in_params).lower():
         raise ValueError(f"xgb_mode '{mode}' and model_params.xgb_mode '{in_params}' disagree")
-    mode = str(mode if mode is not None else in_params if in_params is not None else "bagging").strip().lower()
+    mode = str(mode if mode is not None else in_params if in_params is not None else DEFAULT_XGB_MODE).strip().lower()
     if mode not in XGB_MODES:
         raise ValueError(f"xgb_mode must be one of {', '.join(XGB_MODES)} (got {mode!r})")
     wanted = XGB_STRATEGIES.get(mode)

@@ -13,6 +13,7 @@ are only ever read.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,9 +81,28 @@ def read_table(path: str | Path) -> pd.DataFrame:
             frame = frame.astype(object).where(frame.notna(), "")
             return frame.map(lambda v: "" if v == "" else label(v) if isinstance(v, float) else str(v))
         sep = "\t" if suffix == ".tsv" else ","
+        if (repeated := _repeated_header(path, sep)) is not None:
+            raise DataValidationError("column appears twice in the header", source=str(path), column=repeated)
         return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except DataValidationError:
+        raise
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataValidationError(f"cannot be read as {suffix[1:]}: {exc}", source=str(path)) from None
+
+
+def _repeated_header(path: Path, sep: str) -> str | None:
+    """pandas silently renames a repeated header (``age``, ``age.1``): find it on the raw row."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle, delimiter=sep, skipinitialspace=True), [])
+    except csv.Error as exc:
+        raise ValueError(str(exc)) from None
+    seen: set[str] = set()
+    for name in (h.strip() for h in header):
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,6 +136,7 @@ def load_file(
     extras_categorical: list[str] = []
     known = set(base.feature_names)
     skip = set(mapping.ignore) | {base.institution_column or ""}
+    never_features = set(base.non_features) | {base.time_column or ""}
 
     if require_target and target_column not in raw.columns:
         raise DataValidationError(
@@ -134,6 +155,12 @@ def load_file(
                 column=column,
             )
         renamed[schema_name] = column
+        if schema_name in never_features - {""}:
+            if schema_name == base.time_column:  # kept for the temporal split, never a feature
+                out[schema_name] = _time(raw[column], mapping, source, column, schema_name)
+            else:
+                notes.append(f"{source}: column '{column}' is not a feature (ground truth) and was left out")
+            continue
         values = _blank_markers(raw[column], mapping.markers_for(column))
         if schema_name in known:
             feature = base.feature(schema_name)
@@ -150,7 +177,7 @@ def load_file(
         elif mapping.infer_extra:
             numbers = pd.to_numeric(values, errors="coerce")
             if numbers.notna().sum() == values.notna().sum():
-                values = numbers.astype(float)
+                values = _numeric(values, source, column, schema_name)  # rejects inf
                 extras_numeric.append(schema_name)
                 kind = "numeric"
             else:
@@ -209,7 +236,32 @@ def _numeric(values: pd.Series, source: str, column: str, schema_name: str) -> p
             column=_both_names(column, schema_name),
             rows=rows,
         )
+    infinite = numbers.notna() & ~np.isfinite(numbers.to_numpy(dtype=float))
+    if infinite.any():
+        examples = ", ".join(repr(v) for v in values[infinite].drop_duplicates().head(3))
+        raise DataValidationError(
+            f"has non-finite numbers (e.g. {examples}); they would corrupt the federated statistics",
+            source=source,
+            column=_both_names(column, schema_name),
+            rows=list(np.flatnonzero(infinite.to_numpy()) + 1),
+        )
     return numbers.astype(float)
+
+
+def _time(raw: pd.Series, mapping: DataMapping, source: str, column: str, schema_name: str) -> pd.Series:
+    """The time column as numbers (e.g. days) or, failing that, ISO-8601 datetimes."""
+    values = _blank_markers(raw, mapping.markers_for(column))
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().sum() == values.notna().sum():
+        return _numeric(values, source, column, schema_name)
+    stamps = pd.to_datetime(values, errors="coerce", format="ISO8601")
+    bad = values.notna() & stamps.isna()
+    if bad.any():
+        raise DataValidationError(
+            f"time column must hold numbers or ISO-8601 dates (e.g. {values[bad].iloc[0]!r})",
+            source=source, column=_both_names(column, schema_name), rows=list(np.flatnonzero(bad.to_numpy()) + 1),
+        )  # fmt: skip
+    return stamps
 
 
 def _translate(values: pd.Series, table: dict[str, str]) -> pd.Series:
@@ -288,9 +340,22 @@ def load_files(
     schema, dropped = common_schema(base, [f.schema for f in files], [f.path for f in files])
     notes += dropped
     columns = schema.feature_names + [schema.target]
+    time = base.time_column
+    if time and all(time in f.frame.columns for f in files):
+        columns.append(time)  # not a feature: orders rows for the temporal split
+    elif time and any(time in f.frame.columns for f in files):
+        notes.append(f"time column '{time}' is missing at some institutions; dropped everywhere")
+    tables = (mapping or DataMapping()).categories
+    frames = {}
+    for f in files:
+        frame = f.frame[columns].copy()
+        for feature in schema.categorical:  # numeric at this site but categorical overall: one vocabulary
+            if feature.name in f.schema.feature_names and f.schema.feature(feature.name).kind != "categorical":
+                frame[feature.name] = _translate(frame[feature.name].astype(object), tables.get(feature.name, {}))
+        frames[f.name] = frame
     return LoadedData(
         schema=schema,
-        frames={f.name: f.frame[columns] for f in files},
+        frames=frames,
         sources={f.name: f.path for f in files},
         notes=notes,
     )
@@ -340,8 +405,6 @@ def schema_from_summaries(base: TabularSchema, summaries: Sequence[FeatureSummar
         return base
     names = [set(s.numeric) | set(s.categorical) for s in summaries]
     everywhere = names[0].intersection(*names[1:])
-    if everywhere >= set(base.feature_names):
-        return base
     numeric_extra = sorted(n for n in everywhere if n not in base.feature_names and all(n in s.numeric for s in summaries))
     categorical_extra = sorted(
         n for n in everywhere if n not in base.feature_names and n not in numeric_extra

@@ -134,6 +134,8 @@ class DataMapping(BaseModel):
             raw = json.loads(text) if path.suffix == ".json" else _yaml(text)
         except (ValueError, OSError) as exc:
             raise ConfigError(f"{path}: cannot read the mapping ({exc})") from None
+        if raw is not None and not isinstance(raw, dict):  # e.g. a YAML file holding one word
+            raise ConfigError(_not_a_document(str(path), raw))
         return cls.parse(raw or {}, source=str(path))
 
     @classmethod
@@ -141,7 +143,12 @@ class DataMapping(BaseModel):
         from consortia.config import format_validation_error
 
         if isinstance(raw, str):
-            raw = json.loads(raw)
+            try:
+                raw = json.loads(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{source}: the mapping is not valid JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(_not_a_document(source, raw))
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
@@ -169,6 +176,13 @@ class DataMapping(BaseModel):
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_defaults=True)
+
+
+def _not_a_document(source: str, raw: Any) -> str:
+    return (
+        f"{source}: a mapping must be a document of keys (target, columns, ...), "
+        f"not a {type(raw).__name__} ({str(raw)[:40]!r})"
+    )
 
 
 def _yaml(text: str) -> Any:

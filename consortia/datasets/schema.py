@@ -38,6 +38,8 @@ class TabularSchema:
 
     ``target`` must hold 0/1 labels after mapping. ``institution_column`` names the natural
     split (one value per institution); ``time_column`` enables temporal train/test splits.
+    ``non_features`` are columns a file may carry (e.g. a generator's ground truth) that must
+    never become model features, since they would leak the label.
     """
 
     features: tuple[Feature, ...]
@@ -46,6 +48,7 @@ class TabularSchema:
     time_column: str | None = None
     description: str = ""
     extra_columns: tuple[str, ...] = field(default=())
+    non_features: tuple[str, ...] = ()
 
     # -- views -----------------------------------------------------------------------------------
     @property

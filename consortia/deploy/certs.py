@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from consortia.errors import ConfigError
+
+NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -33,11 +39,27 @@ class TlsFiles:
 
 
 def _write(path: Path, data: bytes, private: bool = False) -> Path:
+    """Write ``data``; a private file is created 0600 (and an existing one narrowed before any
+    byte is written), so a key is never readable by others, not even for a moment."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    if private:
-        path.chmod(0o600)
+    if not private:
+        path.write_bytes(data)
+        return path
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(data)
     return path
+
+
+def check_node_name(name: str) -> str:
+    """A SuperNode name becomes a file name under ``nodes/``: letters, digits, ``_ . -`` only,
+    not starting with ``.`` or ``-`` (so no ``..``, no ``/``, no hidden files or options)."""
+    if not NODE_NAME.fullmatch(name):
+        raise ConfigError(
+            f"node name {name!r}: use letters, digits, '_', '.' and '-' only, starting with a letter, digit or '_'"
+        )
+    return name
 
 
 def _name(common_name: str) -> x509.Name:
@@ -95,6 +117,7 @@ def generate_tls(folder: str | Path, hosts: Sequence[str] = ("localhost", "127.0
 
 def generate_node_key(folder: str | Path, name: str) -> tuple[Path, Path]:
     """An EC P-384 key pair for SuperNode authentication: (private key, public key)."""
+    check_node_name(name)
     key = ec.generate_private_key(ec.SECP384R1())
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()

@@ -71,8 +71,10 @@ def certs(
     node: Annotated[list[str] | None, typer.Option(help="SuperNode name to make an auth key for (repeatable)")] = None,
 ) -> None:
     """A local CA, a SuperLink certificate and SuperNode key pairs, for trying a federation."""
-    from consortia.deploy.certs import generate_node_key, generate_tls
+    from consortia.deploy.certs import check_node_name, generate_node_key, generate_tls
 
+    for name in node or []:  # refuse a bad name before writing anything
+        check_node_name(name)
     files = generate_tls(folder, hosts=tuple(host or ("localhost", "127.0.0.1")))
     console.print(f"CA {files.ca_cert}; SuperLink certificate {files.server_cert} (key {files.server_key})")
     for name in node or []:

@@ -9,11 +9,14 @@ runs the apps in this Python environment instead of building one per run from
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomli_w
 
 from consortia.errors import ConfigError
 
@@ -106,11 +109,25 @@ def supernode_command(
     return argv
 
 
+CONNECTION_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_connection_name(name: str) -> str:
+    """A connection name is a TOML bare key (``[superlink.NAME]``), so nothing can break out of it."""
+    if not CONNECTION_NAME.fullmatch(name):
+        raise ConfigError(f"connection name {name!r}: use letters, digits, '_' and '-' only")
+    return name
+
+
 def connection_toml(name: str, address: str, tls: Tls | None) -> str:
-    """A ``[superlink.NAME]`` entry for ``$FLWR_HOME/config.toml`` (read by ``flwr run``)."""
-    lines = [f"[superlink.{name}]", f'address = "{address}"']
-    lines.append("insecure = true" if tls is None else f'root-certificates = "{tls.ca_cert}"')
-    return "\n".join(lines) + "\n"
+    """A ``[superlink.NAME]`` entry for ``$FLWR_HOME/config.toml`` (read by ``flwr run``);
+    values are written by ``tomli_w``, so quotes or backslashes in paths stay values."""
+    entry: dict[str, object] = {"address": address}
+    if tls is None:
+        entry["insecure"] = True
+    else:
+        entry["root-certificates"] = str(tls.ca_cert)
+    return tomli_w.dumps({"superlink": {check_connection_name(name): entry}})
 
 
 def write_connection(flwr_home: str | Path, name: str, address: str, tls: Tls | None) -> Path:
@@ -119,14 +136,12 @@ def write_connection(flwr_home: str | Path, name: str, address: str, tls: Tls | 
     Only that section is touched (as text), so the rest of a user's Flower config survives.
     Commands then name the connection explicitly; a default is set only in a new file.
     """
-    import re
-
     home = Path(flwr_home)
     home.mkdir(parents=True, exist_ok=True)
     path = home / "config.toml"
     entry = connection_toml(name, address, tls)
     if not path.is_file():
-        path.write_text(f'[superlink]\ndefault = "{name}"\n\n' + entry)
+        path.write_text(tomli_w.dumps({"superlink": {"default": name}}) + "\n" + entry)
         return path
     text = path.read_text()
     section = re.compile(rf"^\[superlink\.{re.escape(name)}\]\n(?:(?!\[).*\n?)*", re.MULTILINE)
@@ -136,14 +151,6 @@ def write_connection(flwr_home: str | Path, name: str, address: str, tls: Tls | 
         text = text.rstrip("\n") + "\n\n" + entry
     path.write_text(text)
     return path
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def deployment_env(base: dict[str, str] | None = None, flwr_home: str | Path | None = None) -> dict[str, str]:

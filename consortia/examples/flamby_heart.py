@@ -44,13 +44,27 @@ MODEL_PARAMS = {"hidden": "", "lr": 0.001, "batch_size": 4, "weight_decay": 0.0}
 
 def complete_rows(path: str | Path) -> pd.DataFrame:
     """FLamby's cleaning: drop slope/ca/thal, then every row with a missing value."""
-    frame = pd.read_csv(path, na_values=["?"])
+    if not Path(path).is_file():
+        raise DataValidationError("file does not exist", source=str(path))
+    try:
+        frame = pd.read_csv(path, na_values=["?"], dtype=str)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataValidationError(f"cannot be read as csv: {exc}", source=str(path)) from None
     missing = [c for c in UCI_COLUMNS if c not in frame.columns]
     if missing:
         raise DataValidationError(
             "the FLamby protocol needs the UCI heart columns", source=str(path), column=missing[0]
         )
-    return frame[UCI_COLUMNS].drop(columns=["slope", "ca", "thal"]).dropna().reset_index(drop=True)
+    kept = frame[UCI_COLUMNS].drop(columns=["slope", "ca", "thal"])
+    numbers = kept.apply(lambda column: pd.to_numeric(column.str.strip(), errors="coerce"))
+    for column in kept.columns:  # text in a numeric column is an error, not a silent drop
+        bad = kept[column].notna() & numbers[column].isna()
+        if bad.any():
+            raise DataValidationError(
+                f"expects numbers but has text (e.g. {kept[column][bad].iloc[0]!r})",
+                source=str(path), column=column, rows=list(np.flatnonzero(bad.to_numpy()) + 1),
+            )  # fmt: skip
+    return numbers.dropna().reset_index(drop=True)
 
 
 def features_and_labels(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:

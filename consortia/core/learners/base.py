@@ -8,12 +8,13 @@ serialized booster fit the same contract with a one-element uint8 array.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
+
+from consortia.errors import ConfigError
 
 Params = dict[str, Any]
 
@@ -51,13 +52,48 @@ class EvaluateMixin:
         return metrics
 
 
-@dataclass(frozen=True)
-class LearnerSpec:
-    """How to build a learner: ``factory(n_features, params, seed, device)``."""
+def number(
+    params: Params,
+    key: str,
+    default: float,
+    *,
+    kind: type = float,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+) -> Any:
+    """Pop ``params[key]`` as a checked ``kind`` (float or int) in ``[lo, hi]`` (``(lo, hi]`` when
+    ``lo_open``), so a bad option is one ConfigError line instead of a library traceback mid-run."""
+    value = params.pop(key, default)
+    bound = ""
+    if lo is not None:
+        bound = f" {'>' if lo_open else '>='} {lo:g}"
+    if hi is not None:
+        bound += f"{' and' if bound else ''} <= {hi:g}"
+    what = "an integer" if kind is int else "a number"
+    message = f"model_params.{key} must be {what}{bound} (got {value!r})"
+    if isinstance(value, bool):
+        raise ConfigError(message)
+    try:
+        parsed = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(message) from None
+    if not math.isfinite(parsed) or (kind is int and parsed != int(parsed)):
+        raise ConfigError(message)
+    if lo is not None and (parsed < lo or (lo_open and parsed == lo)):
+        raise ConfigError(message)
+    if hi is not None and parsed > hi:
+        raise ConfigError(message)
+    return int(parsed) if kind is int else parsed
 
-    name: str
-    factory: Callable[[int, Params, int, str], Learner]
-    description: str = ""
+
+def choice(params: Params, key: str, default: str | None, allowed: tuple[str | None, ...]) -> str | None:
+    """Pop ``params[key]`` as one of ``allowed`` (case-sensitive: a near miss is refused, not ignored)."""
+    value = params.pop(key, default)
+    if value not in allowed:
+        shown = " or ".join(repr(a) for a in allowed if a is not None)
+        raise ConfigError(f"model_params.{key} must be {shown} (got {value!r})")
+    return value
 
 
 def binary_log_loss(y: np.ndarray, proba: np.ndarray) -> float:

@@ -22,6 +22,8 @@ from consortia.core.learners.base import (
     Params,
     balanced_positive_weight,
     binary_log_loss,
+    choice,
+    number,
 )
 from consortia.errors import ConfigError
 
@@ -34,13 +36,9 @@ class LogisticLearner(EvaluateMixin):
     def __init__(self, n_features: int, params: Params | None = None, seed: int = 0) -> None:
         params = dict(params or {})
         self.n_features = n_features
-        self.C = float(params.pop("C", 1.0))
-        self.class_weight = params.pop("class_weight", None)
-        if self.class_weight not in (None, "balanced", "none"):
-            raise ConfigError("model_params.class_weight must be 'balanced' or 'none'")
-        self.solver = str(params.pop("solver", "lbfgs"))
-        if self.solver not in ("lbfgs", "newton-cholesky"):
-            raise ConfigError("model_params.solver must be 'lbfgs' or 'newton-cholesky'")
+        self.C = number(params, "C", 1.0, lo=0, lo_open=True)
+        self.class_weight = choice(params, "class_weight", None, (None, "balanced", "none"))
+        self.solver = choice(params, "solver", "lbfgs", ("lbfgs", "newton-cholesky"))
         params.pop("device", None)
         if params:
             raise ConfigError(f"unknown logistic model_params: {', '.join(params)}")

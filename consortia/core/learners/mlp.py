@@ -6,11 +6,20 @@ proximal term and class imbalance (positive-class weighting or focal loss).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import nn
 
-from consortia.core.learners.base import EvaluateMixin, Params, balanced_positive_weight
+from consortia.core.learners.base import (
+    EvaluateMixin,
+    Params,
+    balanced_positive_weight,
+    choice,
+    number,
+)
 from consortia.errors import ConfigError
 
 
@@ -24,12 +33,19 @@ def resolve_device(device: str) -> torch.device:
 
 
 def _hidden_sizes(value: object) -> list[int]:
-    if isinstance(value, int):
-        return [value]
+    """'64,32' -> [64, 32]; '' means no hidden layer (a logistic regression trained by SGD)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    text = str(value).replace(" ", "")
     try:
-        return [int(v) for v in str(value).replace(" ", "").split(",") if v]
+        sizes = [int(v) for v in text.split(",") if v]
     except ValueError:
-        raise ConfigError(f"model_params.hidden must look like '64,32' (got {value!r})") from None
+        sizes = [0]
+    if isinstance(value, bool) or (text and (not sizes or min(sizes) < 1)):
+        raise ConfigError(
+            f"model_params.hidden must look like '64,32' (positive widths, '' for none; got {value!r})"
+        )
+    return sizes
 
 
 class MLPLearner(EvaluateMixin):
@@ -42,34 +58,53 @@ class MLPLearner(EvaluateMixin):
     ) -> None:
         params = dict(params or {})
         self.hidden = _hidden_sizes(params.pop("hidden", "32,16"))
-        self.lr = float(params.pop("lr", 0.01))
-        self.batch_size = int(params.pop("batch_size", 64))
-        self.weight_decay = float(params.pop("weight_decay", 1e-4))
-        self.dropout = float(params.pop("dropout", 0.0))
-        self.class_weight = params.pop("class_weight", None)
-        self.loss_name = str(params.pop("loss", "bce"))
-        self.focal_gamma = float(params.pop("focal_gamma", 2.0))
-        if self.loss_name not in ("bce", "focal"):
-            raise ConfigError("model_params.loss must be 'bce' or 'focal'")
+        self.lr = number(params, "lr", 0.01, lo=0, lo_open=True)
+        self.batch_size = number(params, "batch_size", 64, kind=int, lo=1)
+        self.weight_decay = number(params, "weight_decay", 1e-4, lo=0)
+        self.dropout = number(params, "dropout", 0.0, lo=0, hi=1)
+        self.class_weight = choice(params, "class_weight", None, (None, "balanced", "none"))
+        self.loss_name = choice(params, "loss", "bce", ("bce", "focal"))
+        self.focal_gamma = number(params, "focal_gamma", 2.0, lo=0)
         # Small tabular batches run fastest on one thread; more threads only spin and fight
-        # other institutions' processes for the same cores.
-        self.threads = int(params.pop("threads", 1))
+        # other institutions' processes for the same cores. 0 = leave torch's setting alone.
+        # Set only around this learner's own work (see ``_torch_state``), never process-wide.
+        self.threads = number(params, "threads", 1, kind=int, lo=0)
         if params:
             raise ConfigError(f"unknown mlp model_params: {', '.join(params)}")
         self.device = resolve_device(device)
-        if self.device.type == "cpu" and self.threads > 0:
-            torch.set_num_threads(self.threads)
         self.n_features = n_features
-        torch.manual_seed(seed)
-        layers: list[nn.Module] = []
-        width = n_features
-        for size in self.hidden:
-            layers += [nn.Linear(width, size), nn.ReLU()]
-            if self.dropout:
-                layers.append(nn.Dropout(self.dropout))
-            width = size
-        layers.append(nn.Linear(width, 1))
-        self.model = nn.Sequential(*layers).to(self.device)
+        with self._torch_state(seed):  # seeded initial weights, the caller's RNG untouched
+            layers: list[nn.Module] = []
+            width = n_features
+            for size in self.hidden:
+                layers += [nn.Linear(width, size), nn.ReLU()]
+                if self.dropout:
+                    layers.append(nn.Dropout(self.dropout))
+                width = size
+            layers.append(nn.Linear(width, 1))
+            self.model = nn.Sequential(*layers).to(self.device)
+
+    @contextlib.contextmanager
+    def _torch_state(self, seed: int | None = None) -> Iterator[None]:
+        """This learner's thread count (and, given a seed, a seeded RNG) for the block only.
+
+        torch's thread count and global RNG are process-wide: setting them for good would change
+        every other model in the caller's process. Both are restored on the way out.
+        """
+        threads = torch.get_num_threads()
+        change = self.device.type == "cpu" and self.threads > 0 and self.threads != threads
+        with contextlib.ExitStack() as stack:
+            if seed is not None:
+                cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+                stack.enter_context(torch.random.fork_rng(devices=cuda))
+                torch.manual_seed(seed)
+            if change:
+                torch.set_num_threads(self.threads)
+            try:
+                yield
+            finally:
+                if change:
+                    torch.set_num_threads(threads)
 
     # -- parameters ----------------------------------------------------------------------------
     def get_parameters(self) -> list[np.ndarray]:
@@ -84,8 +119,13 @@ class MLPLearner(EvaluateMixin):
     def fit(
         self, X: np.ndarray, y: np.ndarray, *, epochs: int, seed: int, proximal_mu: float = 0.0
     ) -> dict[str, float]:
+        with self._torch_state(seed):  # dropout draws from the (forked, seeded) global RNG
+            return self._fit(X, y, epochs=epochs, seed=seed, proximal_mu=proximal_mu)
+
+    def _fit(
+        self, X: np.ndarray, y: np.ndarray, *, epochs: int, seed: int, proximal_mu: float
+    ) -> dict[str, float]:
         generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
         features = torch.as_tensor(X, dtype=torch.float32, device=self.device)
         labels = torch.as_tensor(np.array(y, dtype=np.float32), device=self.device)
         pos_weight = None
@@ -128,8 +168,9 @@ class MLPLearner(EvaluateMixin):
     @torch.no_grad()
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         self.model.eval()
-        features = torch.as_tensor(X, dtype=torch.float32, device=self.device)
-        return torch.sigmoid(self.model(features).squeeze(-1)).cpu().numpy().astype(np.float64)
+        with self._torch_state():
+            features = torch.as_tensor(X, dtype=torch.float32, device=self.device)
+            return torch.sigmoid(self.model(features).squeeze(-1)).cpu().numpy().astype(np.float64)
 
 
 def build(n_features: int, params: Params, seed: int, device: str) -> MLPLearner:

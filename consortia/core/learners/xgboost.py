@@ -31,9 +31,9 @@ from consortia.core.learners.base import (
     balanced_positive_weight,
     binary_log_loss,
 )
+from consortia.core.xgboost_config import DEFAULT_XGB_MODE, XGB_MODES
 from consortia.errors import ConfigError
 
-MODES = ("bagging", "cyclic", "histogram")
 BIN_EDGES_ATTR = "consortia_bin_edges"
 
 #: XGBoost booster parameters that may be passed through ``model_params`` unchanged
@@ -60,10 +60,13 @@ def split_params(params: Params) -> tuple[dict[str, Any], dict[str, Any]]:
             f"allowed: {', '.join(sorted(BOOSTER_PARAMS | OWN_PARAMS))}"
         )
     own = {k: params.pop(k) for k in list(params) if k in OWN_PARAMS}
-    mode = str(own.get("xgb_mode", "cyclic")).lower()  # no mode given: a plain model (whole model out)
-    if mode not in MODES:
-        raise ConfigError(f"model_params.xgb_mode must be one of {', '.join(MODES)} (got {mode!r})")
+    mode = str(own.get("xgb_mode", DEFAULT_XGB_MODE)).lower()
+    if mode not in XGB_MODES:
+        raise ConfigError(f"model_params.xgb_mode must be one of {', '.join(XGB_MODES)} (got {mode!r})")
     own["xgb_mode"] = mode
+    device = own.get("device")
+    if device is not None and device not in ("cpu", "cuda"):
+        raise ConfigError(f"model_params.device must be 'cpu' or 'cuda' (got {device!r})")
     for key in ("trees_per_epoch", "early_stopping_rounds", "n_bins"):
         if key in own:
             value = own[key]
@@ -100,6 +103,34 @@ def booster_params(xgb_params: dict[str, Any], y: np.ndarray | None, scale_pos_w
     elif scale_pos_weight is not None:
         params["scale_pos_weight"] = float(scale_pos_weight)
     return params
+
+
+def check_booster_params(xgb_params: dict[str, Any]) -> None:
+    """Let XGBoost judge the booster params now (on two rows), so a bad value is a ConfigError
+    at construction rather than an XGBoostError in the middle of a federated round."""
+    items = tuple(sorted((k, v) for k, v in xgb_params.items() if k != "device"))
+    try:
+        _check_items(items)  # every round builds learners with the same params: judge them once
+    except TypeError:  # an unhashable value: XGBoost will refuse it anyway
+        _check_items.__wrapped__(items)
+
+
+@functools.lru_cache(maxsize=32)
+def _check_items(items: tuple[tuple[str, Any], ...]) -> None:
+    import xgboost as xgb
+
+    params = booster_params(dict(items), None, None, 0)
+    try:
+        dmatrix = xgb.DMatrix(np.zeros((2, 1)), label=np.array([0.0, 1.0]), nthread=1)
+        xgb.Booster(params, [dmatrix]).save_config()  # save_config forces XGBoost to configure
+    except (xgb.core.XGBoostError, TypeError, ValueError) as exc:
+        raise ConfigError(f"xgboost model_params: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    """XGBoost errors carry a source location and a stack; the reason is the first line."""
+    line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return line.split(": ", 1)[1] if line.startswith("[") and ": " in line else line
 
 
 def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -142,11 +173,14 @@ class XGBoostLearner(EvaluateMixin):
         self.validation_fraction: float = own["validation_fraction"]
         self.n_bins: int = own["n_bins"]
         self.scale_pos_weight = own.get("scale_pos_weight")
-        if device == "cuda":
-            xgb_params.setdefault("device", "cuda")
+        # model_params.device overrides the run's device for this model only
+        if own.get("device", device) == "cuda":
+            xgb_params["device"] = "cuda"
         # one thread by default: simulated institutions share the machine's cores, and OpenMP
         # threads that wait for each other on a busy machine cost more than they gain
-        xgb_params["nthread"] = int(xgb_params.get("nthread", 1))
+        xgb_params["nthread"] = xgb_params.get("nthread", 1)
+        check_booster_params(xgb_params)
+        xgb_params["nthread"] = int(xgb_params["nthread"])
         self.xgb_params = xgb_params
         self.seed = seed
         self._model: bytes = b""

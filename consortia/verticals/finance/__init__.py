@@ -32,4 +32,6 @@ VERTICAL = Vertical(
         "xgboost": {"eta": 0.1, "max_depth": 5, "scale_pos_weight": "balanced", "eval_metric": "aucpr"},
     },
     metric_columns=(AMOUNT_COLUMN,),
+    # money saved is taken at an alert threshold set on the training scores (never test labels)
+    tunes_on_train=True,
 )

@@ -36,5 +36,6 @@ SCHEMA = TabularSchema(
     target="fraud",
     institution_column="bank",
     time_column=TIME_COLUMN,
+    non_features=(TYPOLOGY_COLUMN,),
     description="Card fraud (1) among a bank's transactions; train on earlier, test on later days.",
 )

@@ -29,5 +29,6 @@ SCHEMA = TabularSchema(
     target="defect",
     institution_column="factory",
     time_column=TIME_COLUMN,
+    non_features=(FAILURE_COLUMN,),
     description="Defective part or machine failure (1) from process sensors; train on earlier production.",
 )
