@@ -15,23 +15,9 @@ from consortia.datasets.mapping import DataMapping
 from consortia.datasets.preprocessing import merge_summaries
 from consortia.errors import ConfigError, DataValidationError
 from consortia.verticals import get_vertical
+from factories import patients as _patients
 
 HEALTH = get_vertical("healthcare").schema
-
-
-def _patients(n: int = 30, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "age": rng.integers(30, 80, n),
-            "sex": rng.integers(0, 2, n),
-            "systolic_bp": rng.integers(100, 180, n),
-            "chest_pain": rng.choice(
-                ["typical", "atypical", "non_anginal", "asymptomatic"], n
-            ),
-            "disease": np.arange(n) % 2,
-        }
-    )
 
 
 def _per_institution_files(vertical_name: str, folder: Path) -> list[Path]:

@@ -15,21 +15,9 @@ from consortia.datasets.preprocessing import FeatureSummary
 from consortia.errors import ConfigError, DataValidationError
 from consortia.examples import EXAMPLES, find_example_for, get_example
 from consortia.verticals import get_vertical
+from factories import patients as _patients
 
 SCHEMA = get_vertical("healthcare").schema
-
-
-def _patients(n: int = 30, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "age": rng.integers(30, 80, n),
-            "sex": rng.integers(0, 2, n),
-            "systolic_bp": rng.integers(100, 180, n),
-            "chest_pain": rng.choice(["typical", "atypical", "non_anginal", "asymptomatic"], n),
-            "disease": np.arange(n) % 2,
-        }
-    )
 
 
 def _write(path: Path, frame: pd.DataFrame) -> Path:

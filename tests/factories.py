@@ -1,0 +1,19 @@
+"""Small data factories shared by test modules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def patients(n: int = 30, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "age": rng.integers(30, 80, n),
+            "sex": rng.integers(0, 2, n),
+            "systolic_bp": rng.integers(100, 180, n),
+            "chest_pain": rng.choice(["typical", "atypical", "non_anginal", "asymptomatic"], n),
+            "disease": np.arange(n) % 2,
+        }
+    )
