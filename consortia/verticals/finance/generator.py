@@ -36,6 +36,7 @@ from consortia.verticals.finance.schema import (
     TYPOLOGIES,
     TYPOLOGY_COLUMN,
 )
+from consortia.verticals.sampling import exact_count, generate_institutions
 
 FRAUD_RATE_BOUNDS = (0.002, 0.015)  # per bank, inside the 0.1-2 % of real card portfolios
 HOME_SHARE = 0.7
@@ -98,18 +99,7 @@ def generate(n_institutions: int = 5, rows: int = 200_000, seed: int = 0) -> pd.
     """Return ``rows`` transactions over ``n_institutions`` banks (column ``bank``)."""
     rng = np.random.default_rng(seed)
     profiles = bank_profiles(n_institutions, rng)
-    sizes = np.maximum(rng.multinomial(rows, profiles["share"] / profiles["share"].sum()), 50)
-    frames = [
-        _bank(name, int(size), profile, rng)
-        for (name, profile), size in zip(profiles.iterrows(), sizes, strict=True)
-    ]
-    return pd.concat(frames, ignore_index=True)
-
-
-def _exact_count(rate: float, n: int, bounds: tuple[float, float], minimum: int) -> int:
-    """``round(rate x n)``, kept inside ``bounds`` despite rounding, and at least ``minimum``."""
-    count = min(max(round(rate * n), int(np.ceil(bounds[0] * n))), int(np.floor(bounds[1] * n)))
-    return int(min(max(count, minimum), n // 2))
+    return generate_institutions(profiles, rows, 50, _bank, rng)
 
 
 def _pick(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
@@ -145,7 +135,7 @@ def _bank(name: str, n: int, bank: pd.Series, rng: np.random.Generator) -> pd.Da
     new_merchant = rng.random(n) < p["new_merchant"]
 
     # fraud: an exact count, spread evenly over time, typology mix drifting to the emerging one
-    n_fraud = _exact_count(bank["fraud_rate"], n, FRAUD_RATE_BOUNDS, MIN_FRAUDS)
+    n_fraud = exact_count(bank["fraud_rate"], n, FRAUD_RATE_BOUNDS, MIN_FRAUDS)
     idx = np.minimum(((np.arange(n_fraud) + rng.random(n_fraud)) * n / n_fraud).astype(int), n - 1)
     t = day[idx] / max(DAYS - 1, 1)
     base = np.array([bank[f"mix_{ty}"] for ty in TYPOLOGIES])

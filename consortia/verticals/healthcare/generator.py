@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from consortia.verticals.healthcare.schema import CHEST_PAIN, SCHEMA, SMOKING
+from consortia.verticals.sampling import generate_institutions
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -54,12 +55,7 @@ def generate(n_institutions: int = 5, rows: int = 10_000, seed: int = 0) -> pd.D
     """Return ``rows`` patients spread over ``n_institutions`` hospitals (column ``hospital``)."""
     rng = np.random.default_rng(seed)
     profiles = hospital_profiles(n_institutions, rng)
-    sizes = np.maximum(rng.multinomial(rows, profiles["share"] / profiles["share"].sum()), 30)
-    frames = [
-        _hospital(name, int(size), profile, rng)
-        for (name, profile), size in zip(profiles.iterrows(), sizes, strict=True)
-    ]
-    return pd.concat(frames, ignore_index=True)
+    return generate_institutions(profiles, rows, 30, _hospital, rng)
 
 
 def _hospital(name: str, n: int, site: pd.Series, rng: np.random.Generator) -> pd.DataFrame:

@@ -37,6 +37,7 @@ from consortia.verticals.manufacturing.schema import (
     SUPPLIERS,
     TIME_COLUMN,
 )
+from consortia.verticals.sampling import exact_count, generate_institutions
 
 DEFECT_RATE_BOUNDS = (0.015, 0.07)  # per factory, inside the 1-8 % of the issue
 HOURS = 24 * 60  # production window: 60 days
@@ -79,12 +80,7 @@ def generate(n_institutions: int = 5, rows: int = 20_000, seed: int = 0) -> pd.D
     """Return ``rows`` production records over ``n_institutions`` factories (column ``factory``)."""
     rng = np.random.default_rng(seed)
     profiles = factory_profiles(n_institutions, rng)
-    sizes = np.maximum(rng.multinomial(rows, profiles["share"] / profiles["share"].sum()), 50)
-    frames = [
-        _factory(name, int(size), profile, rng)
-        for (name, profile), size in zip(profiles.iterrows(), sizes, strict=True)
-    ]
-    return pd.concat(frames, ignore_index=True)
+    return generate_institutions(profiles, rows, 50, _factory, rng)
 
 
 def _factory(name: str, n: int, f: pd.Series, rng: np.random.Generator) -> pd.DataFrame:
@@ -118,7 +114,7 @@ def _factory(name: str, n: int, f: pd.Series, rng: np.random.Generator) -> pd.Da
         ]
     )
     p = _calibrate(1 - np.prod(1 - modes, axis=1), f["defect_rate"])
-    k = _exact_count(f["defect_rate"], n, DEFECT_RATE_BOUNDS, MIN_DEFECTS)
+    k = exact_count(f["defect_rate"], n, DEFECT_RATE_BOUNDS, MIN_DEFECTS)
     keys = np.log(rng.random(n)) / np.maximum(p, 1e-12)  # Efraimidis-Spirakis weighted sampling
     defect = np.zeros(n, dtype=bool)
     defect[np.argpartition(-keys, k - 1)[:k]] = True
@@ -149,12 +145,6 @@ def _factory(name: str, n: int, f: pd.Series, rng: np.random.Generator) -> pd.Da
         }
     )
     return frame
-
-
-def _exact_count(rate: float, n: int, bounds: tuple[float, float], minimum: int) -> int:
-    """``round(rate x n)``, kept inside ``bounds`` despite rounding, and at least ``minimum``."""
-    count = min(max(round(rate * n), int(np.ceil(bounds[0] * n))), int(np.floor(bounds[1] * n)))
-    return int(min(max(count, minimum), n // 2))
 
 
 def _calibrate(p: np.ndarray, rate: float) -> np.ndarray:
