@@ -24,17 +24,17 @@ import time
 import numpy as np
 
 from consortia import ExperimentConfig
-from consortia.core.engines import run_engine
-from consortia.core.institutions import institution_seed, load_federation
-from consortia.core.learners import make_learner
-from consortia.datasets.preprocessing import FeatureSummary, merge_summaries
+from consortia.federation.engines import run_engine
+from consortia.data.institutions import institution_seed, load_federation
+from consortia.learners import make_learner
+from consortia.data.preprocessing import FeatureSummary, merge_summaries
 from consortia.logs import set_flower_verbosity
 
 
 def plain_loop(config: ExperimentConfig) -> tuple[float, float]:
     """FedAvg by hand over the same learners; returns (seconds, final pooled AUROC)."""
-    federation = load_federation(config)
-    vertical, schema = federation.vertical, federation.schema
+    federation = load_federation(config, get_vertical(config.vertical))
+    vertical, schema = get_vertical(config.vertical), federation.schema
     started = time.perf_counter()
     preprocessor = merge_summaries(
         [FeatureSummary.from_frame(i.train, schema) for i in federation.institutions.values()], schema
@@ -89,7 +89,7 @@ def main() -> None:
         vertical="synthetic", institutions=args.institutions, rows=args.rows, rounds=args.rounds,
         model="logistic", strategy="fedavg", seed=0,
     )  # fmt: skip
-    load_federation(config)  # generate, validate and split once, untimed
+    load_federation(config, get_vertical(config.vertical))  # generate, validate and split once, untimed
     rows = {}
     rows["plain"] = min((plain_loop(config) for _ in range(args.repeats)), key=lambda r: r[0])
     rows["inprocess"] = min((timed_engine(config) for _ in range(args.repeats)), key=lambda r: r[0])

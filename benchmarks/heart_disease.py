@@ -21,9 +21,9 @@ import time
 import numpy as np
 
 from consortia import ExperimentConfig, run_experiment
-from consortia.core.data_source import data_options
-from consortia.core.learners import LEARNERS
-from consortia.examples import flamby_heart
+from consortia.cli.data_options import data_options
+from consortia.learners import LEARNERS
+from consortia.data import flamby as flamby_heart
 
 MODES = ("local_only", "federated", "federated_finetuned", "centralized")
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 import argparse
 
 from consortia import ExperimentConfig
-from consortia.core.experiment import run_experiment
-from consortia.core.xgboost_histogram_run import run_histogram
+from consortia.experiment import run_experiment
+from consortia.experiment.histogram import run_histogram
 from consortia.logs import set_flower_verbosity
 from consortia.verticals import VERTICALS, get_vertical
 

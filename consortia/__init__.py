@@ -14,13 +14,13 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from consortia.config import ExperimentConfig
-    from consortia.core.experiment import run_experiment
-    from consortia.core.results import RunResult
+    from consortia.experiment import run_experiment
+    from consortia.runs.results import RunResult
 
 _LAZY = {
     "ExperimentConfig": "consortia.config",
-    "run_experiment": "consortia.core.experiment",
-    "RunResult": "consortia.core.results",
+    "run_experiment": "consortia.experiment",
+    "RunResult": "consortia.runs.results",
 }
 
 

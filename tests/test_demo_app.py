@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from consortia.apps import APP_SCRIPT
+from consortia.demo import APP_SCRIPT
 from consortia.verticals import VERTICALS
 
 PAGES = ["healthcare", "finance", "manufacturing"]
@@ -78,7 +78,7 @@ def test_home_page_explains_and_links_without_importing_the_training_stack():
             "titles": [t.value for t in at.title],
             "graphviz": len(at.get("graphviz_chart")),
             "links": [e.proto.page for e in at.get("page_link")],
-            "heavy": [m for m in ("flwr", "torch", "sklearn", "consortia.core") if m in sys.modules],
+            "heavy": [m for m in ("flwr", "torch", "sklearn", "consortia.federation") if m in sys.modules],
         }}))
         """
     )
@@ -97,7 +97,7 @@ def test_home_page_explains_and_links_without_importing_the_training_stack():
 def test_vertical_page_runs_and_shows_this_runs_numbers(name):
     vertical = _vertical_or_skip(name)
     from consortia import ExperimentConfig, run_experiment
-    from consortia.core.results import MODE_TITLES, MODES
+    from consortia.runs.results import MODE_TITLES, MODES
 
     at = _open_page(name)
     rows = _small_rows(vertical)
@@ -199,7 +199,7 @@ def test_valid_uploads_train_a_federation_named_after_the_files(monkeypatch, tmp
 
 def test_unregistered_vertical_page_says_so():
     at = AppTest.from_string(
-        "from consortia.apps.vertical_page import render_vertical_page\nrender_vertical_page('astronomy')",
+        "from consortia.demo.vertical_page import render_vertical_page\nrender_vertical_page('astronomy')",
         default_timeout=60,
     )
     at.run()
@@ -209,7 +209,7 @@ def test_unregistered_vertical_page_says_so():
 
 # -- pieces the pages are built from ------------------------------------------------------------
 def test_stop_request_aborts_the_run_after_the_current_round(small_config):
-    from consortia.apps.runner import RunStopped, run_live
+    from consortia.demo.runner import RunStopped, run_live
 
     seen = []
     with pytest.raises(RunStopped) as stopped:
@@ -219,7 +219,7 @@ def test_stop_request_aborts_the_run_after_the_current_round(small_config):
 
 
 def test_result_store_keeps_the_most_recent_runs():
-    from consortia.apps.runner import ResultStore
+    from consortia.demo.runner import ResultStore
 
     store = ResultStore(max_entries=2)
     store.put("a", "A")
@@ -230,7 +230,7 @@ def test_result_store_keeps_the_most_recent_runs():
 
 
 def test_uploads_are_written_only_inside_a_temporary_folder(monkeypatch, tmp_path):
-    from consortia.apps.uploads import check_uploads, safe_file_name
+    from consortia.demo.uploads import check_uploads, safe_file_name
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
@@ -243,8 +243,8 @@ def test_uploads_are_written_only_inside_a_temporary_folder(monkeypatch, tmp_pat
 
 
 def test_gain_sentence_names_who_gained_and_by_how_much():
-    from consortia.core.results import RunResult
-    from consortia.overview import federation_gains
+    from consortia.runs.results import RunResult
+    from consortia.demo.overview import federation_gains
 
     def modes(local, finetuned):
         return {"local_only": {"auroc": local}, "federated": {"auroc": finetuned},
@@ -265,7 +265,7 @@ def test_gain_sentence_names_who_gained_and_by_how_much():
 
 
 def test_data_overview_distribution_shares_sum_to_one(small_config):
-    from consortia.overview import data_overview
+    from consortia.demo.overview import data_overview
 
     overview = data_overview(small_config())
     for feature in ("age", "smoking"):
@@ -279,7 +279,7 @@ def test_data_overview_distribution_shares_sum_to_one(small_config):
 
 
 def test_comparison_csv_round_trips(small_config):
-    from consortia.apps.widgets import comparison_frame
+    from consortia.demo.widgets import comparison_frame
     from consortia import run_experiment
 
     result = run_experiment(small_config(rounds=2))

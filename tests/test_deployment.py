@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 from consortia.cli import app
 
 from consortia.config import ExperimentConfig
-from consortia.core.engines.deployment import LocalFederation
-from consortia.core.engines.inprocess import run as run_inprocess
-from consortia.core.grids import MinimumNodesGrid
-from consortia.core.runs import RunFolder
+from consortia.federation.engines.deployment import LocalFederation
+from consortia.federation.engines.inprocess import run as run_inprocess
+from consortia.federation.grids import MinimumNodesGrid
+from consortia.runs.folder import RunFolder
 from consortia.errors import ConfigError, FederationError
 from consortia.verticals import get_vertical
 
@@ -141,7 +141,7 @@ def test_serve_commands_wrap_flower_with_tls_on_by_default(tmp_path, hospital_fi
 
 
 def test_write_connection_keeps_the_rest_of_the_flower_config(tmp_path):
-    from consortia.deploy.commands import Tls, write_connection
+    from consortia.federation.engines.deployment.commands import Tls, write_connection
 
     config = tmp_path / "config.toml"
     config.write_text('[superlink]\ndefault = "local"\n\n[superlink.local]\noptions.num-supernodes = 10\n')
@@ -153,7 +153,7 @@ def test_write_connection_keeps_the_rest_of_the_flower_config(tmp_path):
 
 
 def test_run_config_round_trip_through_the_experiment_key():
-    from consortia.core.engines.deployment import run_config_toml
+    from consortia.federation.engines.deployment import run_config_toml
 
     config = ExperimentConfig.build(rounds=4, model="mlp", min_institutions=2, data={"target": "num"})
     flower_defaults = {"rounds": 3, "model": "logistic", "run_dir": "", "data.target": ""}
@@ -162,7 +162,7 @@ def test_run_config_round_trip_through_the_experiment_key():
 
 
 def test_private_keys_are_never_readable_by_others(tmp_path):
-    from consortia.deploy.certs import generate_node_key, generate_tls
+    from consortia.federation.engines.deployment.certs import generate_node_key, generate_tls
 
     folder = tmp_path / "certs"
     private = [folder / "ca.key", folder / "superlink.key", folder / "nodes" / "a"]
@@ -195,7 +195,7 @@ def test_private_keys_are_never_readable_by_others(tmp_path):
 
 @pytest.mark.parametrize("name", ["../../escaped", "a/b", "..", ".hidden", "-x", "", "a b", "a\nb"])
 def test_a_node_name_cannot_leave_the_keys_folder(tmp_path, name):
-    from consortia.deploy.certs import generate_node_key
+    from consortia.federation.engines.deployment.certs import generate_node_key
 
     with pytest.raises(ConfigError, match="node name"):
         generate_node_key(tmp_path / "certs", name)
@@ -209,7 +209,7 @@ def test_serve_certs_refuses_a_bad_node_name_before_writing_anything(tmp_path):
 
 
 def test_connection_entry_is_escaped_toml(tmp_path):
-    from consortia.deploy.commands import Tls, write_connection
+    from consortia.federation.engines.deployment.commands import Tls, write_connection
 
     ca = tmp_path / 'odd "dir" \\ here' / "ca.crt"
     path = write_connection(tmp_path, "consortia", '127.0.0.1:9093"\n[evil]', Tls(ca))

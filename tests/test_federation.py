@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from consortia import ExperimentConfig, run_experiment
-from consortia.core.engines import run_engine
+from consortia.federation.engines import run_engine
 
 
 def _final(outcome):
@@ -111,7 +111,7 @@ def test_natural_split_must_match_the_configured_institutions(small_config):
 def test_temporal_split_with_a_single_training_class_is_a_clear_error():
     import pandas as pd
 
-    from consortia.core.institutions import split_institution
+    from consortia.data.institutions import split_institution
     from consortia.errors import DataValidationError
     from consortia.verticals import get_vertical
 
@@ -129,7 +129,7 @@ def test_temporal_split_with_a_single_training_class_is_a_clear_error():
 
 
 def test_an_edited_input_file_is_read_again(tmp_path):
-    from consortia.core.institutions import load_federation
+    from consortia.data.institutions import load_federation
     from consortia.verticals import get_vertical
 
     frame = get_vertical("healthcare").generate(2, 600, 3)
@@ -139,9 +139,9 @@ def test_an_edited_input_file_is_read_again(tmp_path):
         part.drop(columns="hospital").to_csv(path, index=False)
         paths.append(str(path))
     config = ExperimentConfig.build(vertical="healthcare", data={"files": paths})
-    before = load_federation(config)
+    before = load_federation(config, get_vertical(config.vertical))
     first = frame[frame["hospital"] == "hospital-01"].drop(columns="hospital")
     first.iloc[: len(first) // 2].to_csv(paths[0], index=False)  # the file shrinks
-    after = load_federation(config)
+    after = load_federation(config, get_vertical(config.vertical))
     name = next(iter(before.institutions))
     assert len(after.institutions[name].train) < len(before.institutions[name].train)

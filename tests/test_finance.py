@@ -10,8 +10,8 @@ import pytest
 from scipy.stats import chi2_contingency
 
 from consortia.config import ExperimentConfig
-from consortia.core.experiment import run_experiment
-from consortia.core.institutions import load_federation
+from consortia.experiment import run_experiment
+from consortia.data.institutions import load_federation
 from consortia.verticals import get_vertical
 from consortia.verticals.finance.generator import FRAUD_RATE_BOUNDS, bank_profiles, generate
 from consortia.verticals.finance.metrics import alert_threshold, finance_metrics, make_metrics, money_saved
@@ -105,7 +105,7 @@ def test_time_and_ground_truth_are_not_features() -> None:
 
 def test_split_is_temporal_per_bank() -> None:
     config = ExperimentConfig.build(vertical="finance", institutions=3, rows=6_000, rounds=2, seed=5)
-    federation = load_federation(config)
+    federation = load_federation(config, get_vertical(config.vertical))
     for inst in federation.institutions.values():
         assert inst.train[TIME_COLUMN].max() <= inst.test[TIME_COLUMN].min()
         assert inst.train["fraud"].sum() > 0 and inst.test["fraud"].sum() > 0

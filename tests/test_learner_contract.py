@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from consortia.core.learners import LEARNERS, make_learner
+from consortia.learners import LEARNERS, make_learner
 
 
 def _data(seed: int = 0, n: int = 600, d: int = 6):
@@ -155,7 +155,7 @@ def test_bad_option_values_are_config_errors_at_construction(model, params, mess
     ],
 )
 def test_bad_strategy_values_are_config_errors(name, params, message):
-    from consortia.core.strategies import build_strategy
+    from consortia.federation.strategies import build_strategy
     from consortia.errors import ConfigError
 
     with pytest.raises(ConfigError) as info:
@@ -164,7 +164,7 @@ def test_bad_strategy_values_are_config_errors(name, params, message):
 
 
 def test_numeric_strategy_values_are_accepted_and_widened():
-    from consortia.core.strategies import build_strategy
+    from consortia.federation.strategies import build_strategy
 
     strategy = build_strategy("fedadam", {"eta": 1, "tau": 1e-3}, num_institutions=3)
     assert strategy.eta == 1.0 and isinstance(strategy.eta, float)

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from consortia.datasets.loaders import load_file, load_files, schema_from_summaries
-from consortia.datasets.mapping import DataMapping
-from consortia.datasets.preprocessing import merge_summaries
+from consortia.data.loaders import load_file, load_files, schema_from_summaries
+from consortia.data.mapping import DataMapping
+from consortia.data.preprocessing import merge_summaries
 from consortia.errors import ConfigError, DataValidationError
 from consortia.verticals import get_vertical
 from factories import patients as _patients
@@ -84,7 +84,7 @@ def test_extra_numeric_here_and_text_there_shares_one_vocabulary(tmp_path):
 
 # 4 ---------------------------------------------------------------------------------------------
 def test_upload_check_validates_like_training():
-    from consortia.apps.uploads import check_uploads
+    from consortia.demo.uploads import check_uploads
     from consortia.config import DataConfig
 
     frame = _patients(n=DataConfig().min_rows - 2)
@@ -106,7 +106,7 @@ def test_upload_check_validates_like_training():
 def test_example_csv_has_both_classes_and_no_ground_truth(vertical_name):
     import io
 
-    from consortia.apps.widgets import _example_csv
+    from consortia.demo.widgets import _example_csv
 
     schema = get_vertical(vertical_name).schema
     frame = pd.read_csv(io.StringIO(_example_csv(vertical_name)))
@@ -128,7 +128,7 @@ def test_mapping_that_is_not_a_document_is_a_config_error(tmp_path, text):
 # 6 ---------------------------------------------------------------------------------------------
 def test_flamby_protocol_reports_text_and_missing_files(tmp_path):
     from consortia.examples import get_example
-    from consortia.examples.flamby_heart import split_centre
+    from consortia.data.flamby import split_centre
 
     frame = pd.read_csv(get_example("uci-heart").files[0], dtype=str)
     frame.loc[6, "chol"] = "high"
@@ -160,7 +160,7 @@ def test_repeated_header_is_an_error_naming_the_column(tmp_path):
 # 8 ---------------------------------------------------------------------------------------------
 def test_federated_preprocessor_keeps_extras_every_institution_has(tmp_path):
     from consortia.config import ExperimentConfig
-    from consortia.core.institutions import load_federation
+    from consortia.data.institutions import load_federation
 
     vertical = get_vertical("healthcare")
     frame = vertical.generate(3, 600, 5)
@@ -175,7 +175,7 @@ def test_federated_preprocessor_keeps_extras_every_institution_has(tmp_path):
     config = ExperimentConfig.build(
         vertical="healthcare", institutions=3, data={"files": files}
     )
-    federation = load_federation(config)
+    federation = load_federation(config, get_vertical(config.vertical))
     assert (
         "extra_signal" in federation.schema.feature_names
     )  # what local-only baselines use

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from consortia.datasets.loaders import load_file, load_files, schema_from_summaries
-from consortia.datasets.mapping import DataMapping
-from consortia.datasets.preprocessing import FeatureSummary
+from consortia.data.loaders import load_file, load_files, schema_from_summaries
+from consortia.data.mapping import DataMapping
+from consortia.data.preprocessing import FeatureSummary
 from consortia.errors import ConfigError, DataValidationError
 from consortia.examples import EXAMPLES, find_example_for, get_example
 from consortia.verticals import get_vertical
@@ -189,7 +189,7 @@ def test_uci_heart_example_maps_onto_the_healthcare_schema():
 
 
 def test_flamby_protocol_reproduces_its_sizes():
-    from consortia.examples.flamby_heart import FEATURES, split_centre
+    from consortia.data.flamby import FEATURES, split_centre
 
     sizes = {p.stem: tuple(len(part) for part in split_centre(p)) for p in get_example("uci-heart").files}
     assert sizes == {"cleveland": (199, 104), "hungary": (172, 89), "switzerland": (30, 16), "va_long_beach": (85, 45)}

@@ -10,8 +10,8 @@ import pytest
 from sklearn.metrics import f1_score
 
 from consortia.config import ExperimentConfig
-from consortia.core.experiment import run_experiment
-from consortia.core.institutions import load_federation
+from consortia.experiment import run_experiment
+from consortia.data.institutions import load_federation
 from consortia.verticals import get_vertical
 from consortia.verticals.manufacturing.generator import DEFECT_RATE_BOUNDS, factory_profiles, generate
 from consortia.verticals.manufacturing.metrics import f1_threshold, manufacturing_metrics
@@ -81,7 +81,7 @@ def test_time_and_ground_truth_are_not_features() -> None:
 
 def test_split_is_temporal_per_factory() -> None:
     config = ExperimentConfig.build(vertical="manufacturing", institutions=3, rows=3_000, rounds=2, seed=5)
-    for inst in load_federation(config).institutions.values():
+    for inst in load_federation(config, get_vertical(config.vertical)).institutions.values():
         assert inst.train[TIME_COLUMN].max() <= inst.test[TIME_COLUMN].min()
 
 

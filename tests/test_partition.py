@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consortia.config import PartitionConfig
-from consortia.datasets.partition import partition_frame
+from consortia.data.partition import partition_frame
 from consortia.errors import ConfigError
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from consortia.core.predict import predict_file
-from consortia.core.runs import RunFolder, resume_config, run_recorded
+from consortia.runs.predict import predict_file
+from consortia.experiment.recorded import resume_config, run_recorded
+from consortia.runs.folder import RunFolder
 from consortia.errors import ConfigError, DataValidationError
 
 
@@ -73,7 +74,7 @@ def test_run_folder_contents_and_model_card(small_config, tmp_path):
 
 def test_predict_scores_new_rows_and_refuses_misfits(tmp_path):
     from consortia import ExperimentConfig
-    from consortia.core.data_source import data_options
+    from consortia.cli.data_options import data_options
 
     data, _ = data_options("healthcare", example="uci-heart")
     config = ExperimentConfig.build(data=data, rounds=2, finetune_epochs=0, run_dir=str(tmp_path / "run"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from consortia.datasets.schema import Feature, TabularSchema
+from consortia.data.schema import Feature, TabularSchema
 from consortia.errors import DataValidationError
 
 SCHEMA = TabularSchema(

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from consortia.config import ExperimentConfig
-from consortia.core.experiment import run_experiment
-from consortia.core.institutions import load_federation
+from consortia.experiment import run_experiment
+from consortia.data.institutions import load_federation
 from consortia.verticals import VERTICALS, Vertical, get_vertical
 
 NAMES = VERTICALS.names()
@@ -97,7 +97,7 @@ def test_each_model_beats_a_constant_predictor(name: str, model: str) -> None:
         vertical=name, institutions=INSTITUTIONS, rows=small_rows(vertical), rounds=5, model=model, seed=3
     )
     result = run_experiment(config, baselines=False)
-    federation = load_federation(config)
+    federation = load_federation(config, get_vertical(config.vertical))
     test = pd.concat([i.test for i in federation.institutions.values()], ignore_index=True)
     y = test[federation.schema.target].to_numpy(dtype=int)
     constant = vertical.evaluate(y, np.full(len(y), y.mean()), frame=test, train=(y, np.full(len(y), y.mean())))

@@ -14,7 +14,7 @@ import pytest
 from processes import spawned_children
 import xgboost as xgb
 
-from consortia.core.xgb_histogram import (
+from consortia.learners.xgboost.histogram import (
     FederatedTrainingError,
     GlobalBinning,
     local_quantile_summary,

@@ -10,10 +10,10 @@ import xgboost as xgb
 from flwr.serverapp.strategy.strategy_utils import aggregate_bagging
 
 from consortia.config import ExperimentConfig
-from consortia.core.learners import make_learner
-from consortia.core.learners.xgboost import BIN_EDGES_ATTR
-from consortia.core.strategies import build_strategy
-from consortia.core.xgb_histogram import GlobalBinning
+from consortia.learners import make_learner
+from consortia.learners.xgboost.learner import BIN_EDGES_ATTR
+from consortia.federation.strategies import build_strategy
+from consortia.learners.xgboost.histogram import GlobalBinning
 from consortia.errors import ConfigError
 
 
@@ -179,7 +179,7 @@ def test_cyclic_strategy_visits_institutions_in_node_order():
 
 
 def test_learner_default_mode_is_the_config_default():
-    from consortia.core.xgboost_config import DEFAULT_XGB_MODE
+    from consortia.config.xgboost import DEFAULT_XGB_MODE
 
     assert make_learner("xgboost", 4).mode == DEFAULT_XGB_MODE == ExperimentConfig.build(model="xgboost").xgb_mode
 

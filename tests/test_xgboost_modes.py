@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 
 from consortia.cli import app
 from consortia.config import ExperimentConfig
-from consortia.core.apps import ServerHooks
-from consortia.core.engines import run_engine
-from consortia.core.experiment import run_experiment
-from consortia.core.results import MODES
-from consortia.core.xgboost_histogram_run import run_histogram
+from consortia.federation.server import ServerHooks
+from consortia.federation.engines import run_engine
+from consortia.experiment import run_experiment
+from consortia.runs.results import MODES
+from consortia.experiment.histogram import run_histogram
 from consortia.errors import FederationError
 from consortia.verticals import VERTICALS
 

@@ -29,7 +29,7 @@ class Example:
 
     @property
     def files(self) -> list[Path]:
-        from consortia.datasets.loaders import discover_files
+        from consortia.data.loaders import discover_files
 
         return discover_files(self.path)
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from consortia.datasets.schema import TabularSchema
+from consortia.data.schema import TabularSchema
 
 #: ``metrics(y, p)``; verticals that declare ``metric_columns`` / ``tunes_on_train`` also get
 #: ``frame=`` (those columns of the evaluated rows) / ``train=`` ((y, p) on the model's training rows)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from consortia import metrics as m
+from consortia.evaluation import metrics as m
 
 REVIEW_COST = 10.0
 ALERT_FPR = 0.01

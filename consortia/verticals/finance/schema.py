@@ -5,7 +5,7 @@ temporal split and is not a model feature; ``typology`` is the generator's groun
 (``legit`` or the fraud scheme) and is not a feature either.
 """
 
-from consortia.datasets.schema import Feature, TabularSchema
+from consortia.data.schema import Feature, TabularSchema
 
 CHANNELS = ("pos", "ecommerce", "atm")
 MERCHANT_CATEGORIES = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from consortia import metrics as m
+from consortia.evaluation import metrics as m
 
 
 def healthcare_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

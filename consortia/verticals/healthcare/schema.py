@@ -1,6 +1,6 @@
 """Columns of the disease-prediction task (a cardiovascular-disease style cohort)."""
 
-from consortia.datasets.schema import Feature, TabularSchema
+from consortia.data.schema import Feature, TabularSchema
 
 SMOKING = ("never", "former", "current")
 CHEST_PAIN = ("typical", "atypical", "non_anginal", "asymptomatic")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-from consortia import metrics as m
+from consortia.evaluation import metrics as m
 
 
 def f1_threshold(y_train: np.ndarray, p_train: np.ndarray) -> float:

@@ -5,7 +5,7 @@ not a model feature; ``failure_mode`` is the generator's ground truth (``none`` 
 fired) and is not a feature either.
 """
 
-from consortia.datasets.schema import Feature, TabularSchema
+from consortia.data.schema import Feature, TabularSchema
 
 MACHINE_TYPES = ("L", "M", "H")  # low / medium / high quality variants, as in the AI4I 2020 data
 SUPPLIERS = ("S1", "S2", "S3", "S4")

@@ -1,3 +1,0 @@
-from consortia.apps.home import render_home
-
-render_home()

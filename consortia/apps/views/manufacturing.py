@@ -1,3 +1,0 @@
-from consortia.apps.vertical_page import render_vertical_page
-
-render_vertical_page("manufacturing")

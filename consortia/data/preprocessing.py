@@ -1,0 +1,143 @@
+"""Federated-safe preprocessing: statistics come from institutions' summaries, never pooled rows.
+
+Each institution computes a ``FeatureSummary`` of its own training rows (counts, sums, sums of
+squares, missing counts, category counts). Only these summaries travel; the server merges them
+into one ``Preprocessor`` (means and standard deviations for scaling, mean imputation, missing
+indicators, category vocabularies) that every institution then applies locally.
+
+What a summary reveals: the institution's row count, and per column its mean, variance, number
+of missing values and how often each category occurs. No row-level value leaves the institution.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from consortia.data.schema import TabularSchema
+
+
+@dataclass
+class NumericStats:
+    count: int  # non-missing values
+    total: float
+    total_sq: float
+    missing: int
+
+
+@dataclass
+class FeatureSummary:
+    """What one institution shares about its training rows."""
+
+    n_rows: int
+    numeric: dict[str, NumericStats] = field(default_factory=dict)
+    categorical: dict[str, dict[str, int]] = field(default_factory=dict)
+    categorical_missing: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, schema: TabularSchema) -> FeatureSummary:
+        summary = cls(n_rows=len(frame))
+        for f in schema.numeric:
+            values = frame[f.name].to_numpy(dtype=float)
+            present = values[~np.isnan(values)]
+            summary.numeric[f.name] = NumericStats(
+                count=int(present.size),
+                total=float(present.sum()),
+                total_sq=float(np.square(present).sum()),
+                missing=int(values.size - present.size),
+            )
+        for f in schema.categorical:
+            column = frame[f.name]
+            counts = column.dropna().astype(str).value_counts()
+            summary.categorical[f.name] = {str(k): int(v) for k, v in counts.items()}
+            summary.categorical_missing[f.name] = int(column.isna().sum())
+        return summary
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSummary:
+        raw = json.loads(text)
+        raw["numeric"] = {k: NumericStats(**v) for k, v in raw["numeric"].items()}
+        return cls(**raw)
+
+
+@dataclass
+class Preprocessor:
+    """Turns a validated frame into a float32 matrix the same way at every institution."""
+
+    numeric: list[str]
+    means: list[float]
+    stds: list[float]
+    missing_indicators: list[str]
+    categories: dict[str, list[str]]
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = list(self.numeric)
+        names += [f"{c}__missing" for c in self.missing_indicators]
+        for column, vocab in self.categories.items():
+            names += [f"{column}={v}" for v in vocab]
+        return names
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        blocks: list[np.ndarray] = []
+        if self.numeric:
+            raw = frame[self.numeric].to_numpy(dtype=float)
+            means = np.asarray(self.means)
+            scaled = (raw - means) / np.asarray(self.stds)
+            blocks.append(np.nan_to_num(scaled, nan=0.0))  # mean imputation in scaled space
+        if self.missing_indicators:
+            blocks.append(frame[self.missing_indicators].isna().to_numpy(dtype=float))
+        for column, vocab in self.categories.items():
+            values = frame[column].astype(str).to_numpy()
+            blocks.append((values[:, None] == np.asarray(vocab)[None, :]).astype(float))
+        if not blocks:
+            return np.zeros((len(frame), 0), dtype=np.float32)
+        return np.clip(np.hstack(blocks), -10.0, 10.0).astype(np.float32)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Preprocessor:
+        return cls(**json.loads(text))
+
+
+def merge_summaries(summaries: Sequence[FeatureSummary], schema: TabularSchema) -> Preprocessor:
+    """Server side: combine institutions' summaries into one Preprocessor (no rows needed)."""
+    numeric, means, stds, indicators = [], [], [], []
+    for f in schema.numeric:
+        stats = [s.numeric[f.name] for s in summaries]
+        count = sum(s.count for s in stats)
+        missing = sum(s.missing for s in stats)
+        if count == 0:
+            continue  # a column no institution measured carries no information
+        mean = sum(s.total for s in stats) / count
+        var = max(sum(s.total_sq for s in stats) / count - mean**2, 0.0)
+        numeric.append(f.name)
+        means.append(mean)
+        stds.append(float(np.sqrt(var)) if var > 1e-12 else 1.0)
+        if missing:
+            indicators.append(f.name)
+    categories: dict[str, list[str]] = {}
+    for f in schema.categorical:
+        seen: set[str] = set()
+        for s in summaries:
+            seen.update(s.categorical.get(f.name, {}))
+        if f.categories is not None:
+            vocab = [str(c) for c in f.categories if str(c) in seen]
+        else:
+            vocab = sorted(seen)
+        if vocab:
+            categories[f.name] = vocab
+    return Preprocessor(numeric, means, stds, indicators, categories)

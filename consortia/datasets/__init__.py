@@ -1,6 +1,0 @@
-"""Data plumbing shared by every vertical: schema, partitioning, splits, preprocessing."""
-
-from consortia.datasets.preprocessing import FeatureSummary, Preprocessor, merge_summaries
-from consortia.datasets.schema import Feature, TabularSchema
-
-__all__ = ["Feature", "FeatureSummary", "Preprocessor", "TabularSchema", "merge_summaries"]

@@ -1,0 +1,3 @@
+from consortia.demo.home import render_home
+
+render_home()

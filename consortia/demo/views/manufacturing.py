@@ -1,0 +1,3 @@
+from consortia.demo.vertical_page import render_vertical_page
+
+render_vertical_page("manufacturing")

@@ -1,0 +1,417 @@
+"""Shared widgets of the vertical pages: sidebar controls, data view, live run, comparison, uploads.
+
+Every vertical page is the same layout built from these functions, keyed by the vertical's
+name so that two pages never share widget state. They call only the public API
+(``ExperimentConfig``, ``run_experiment`` through ``runner.run_live``, ``consortia.demo.overview``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from consortia.demo.runner import ResultStore, RunStopped, run_live
+from consortia.errors import ConsortiaError
+
+if TYPE_CHECKING:
+    from consortia.config import ExperimentConfig
+    from consortia.runs.results import RoundRecord, RunResult
+    from consortia.verticals import Vertical
+
+HETEROGENEITY = {
+    "natural": "natural (each institution's own population)",
+    "iid": "IID (rows reshuffled evenly)",
+    "dirichlet": "Dirichlet label skew",
+    "quantity": "quantity skew (sizes differ)",
+}
+ALPHAS = [0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0]
+MODE_ORDER = ["local-only", "federated", "federated + fine-tuned", "centralized"]
+
+
+def key(vertical: str, name: str) -> str:
+    """Widget and session keys are per vertical so pages never share state."""
+    return f"{vertical}:{name}"
+
+
+def metric_label(metric: str) -> str:
+    return metric.upper() if len(metric) <= 6 else metric.replace("_", " ")
+
+
+@st.cache_resource(show_spinner=False)
+def result_store() -> ResultStore:
+    """Finished runs by config fingerprint, shared by every session of this app process."""
+    return ResultStore()
+
+
+# -- sidebar ------------------------------------------------------------------------------------
+def sidebar_controls(vertical: Vertical) -> dict[str, Any]:
+    """The run settings as ``ExperimentConfig`` keyword arguments.
+
+    Later controls (privacy budget, secure aggregation) add their keys here.
+    """
+    from consortia.learners import LEARNERS
+    from consortia.federation.strategies import STRATEGIES
+
+    v = vertical.name
+    bar = st.sidebar
+    bar.header("Federation")
+    institutions = bar.number_input(
+        "Institutions", min_value=2, max_value=50, value=vertical.default_institutions, step=1,
+        key=key(v, "institutions"), help=f"number of {vertical.institution_noun}s in the consortium",
+    )  # fmt: skip
+    rows = bar.number_input(
+        "Rows", min_value=200, max_value=500_000, value=vertical.default_rows, step=500,
+        key=key(v, "rows"), help="synthetic rows over all institutions together",
+    )  # fmt: skip
+    partition = bar.selectbox(
+        "Heterogeneity", list(HETEROGENEITY), format_func=HETEROGENEITY.get, key=key(v, "partition"),
+        help="natural keeps each institution's generated population; the others re-split pooled rows",
+    )  # fmt: skip
+    alpha = 0.5
+    if partition in ("dirichlet", "quantity"):
+        alpha = bar.select_slider(
+            "Dirichlet alpha (smaller = more skew)", options=ALPHAS, value=0.5, key=key(v, "alpha")
+        )
+    bar.header("Training")
+    models = LEARNERS.names()
+    strategies = STRATEGIES.names()
+    model = bar.selectbox("Model", models, index=_index(models, "logistic"), key=key(v, "model"))
+    strategy = bar.selectbox("Strategy", strategies, index=_index(strategies, "fedavg"), key=key(v, "strategy"))
+    rounds = bar.number_input("Rounds", min_value=1, max_value=500, value=20, key=key(v, "rounds"))
+    local_epochs = bar.number_input("Local epochs", min_value=1, max_value=50, value=1, key=key(v, "local_epochs"))
+    finetune_epochs = bar.number_input(
+        "Fine-tuning epochs", min_value=0, max_value=50, value=2, key=key(v, "finetune_epochs"),
+        help="local epochs on the final global model at each institution",
+    )  # fmt: skip
+    seed = bar.number_input("Seed", min_value=0, max_value=2**31 - 1, value=42, key=key(v, "seed"))
+    return dict(
+        vertical=v,
+        institutions=int(institutions),
+        rows=int(rows),
+        partition={"kind": partition, "alpha": float(alpha)},
+        model=model,
+        strategy=strategy,
+        rounds=int(rounds),
+        local_epochs=int(local_epochs),
+        finetune_epochs=int(finetune_epochs),
+        seed=int(seed),
+    )
+
+
+def _index(options: list[str], wanted: str) -> int:
+    return options.index(wanted) if wanted in options else 0
+
+
+# -- data tab -----------------------------------------------------------------------------------
+@st.cache_data(show_spinner="Generating the institutions' data ...", max_entries=8)
+def _overview(data_fingerprint: str):  # -> consortia.demo.overview.DataOverview
+    from consortia.config import ExperimentConfig
+    from consortia.demo.overview import data_overview
+
+    return data_overview(ExperimentConfig.model_validate_json(data_fingerprint))
+
+
+def data_tab(vertical: Vertical, config: ExperimentConfig) -> None:
+    """Sizes, label rates and one feature's distribution per institution, before training."""
+    from consortia.demo.overview import data_config
+
+    try:
+        overview = _overview(data_config(config).fingerprint())
+    except ConsortiaError as exc:
+        st.error(str(exc))
+        return
+    noun = overview.noun
+    table = overview.table
+    st.markdown(
+        f"How the {len(table)} {noun}s differ before any training: size, share of positive "
+        f"'{overview.target}' labels, and the distribution of one feature."
+    )
+    left, right = st.columns(2)
+    sizes = table.melt(id_vars=[noun], value_vars=["train rows", "test rows"], var_name="split", value_name="rows")
+    left.altair_chart(
+        alt.Chart(sizes, title="Rows per institution")
+        .mark_bar()
+        .encode(x=alt.X(f"{noun}:N", title=None), y=alt.Y("rows:Q", stack=True), color="split:N",
+                tooltip=[noun, "split", "rows"]),
+        width="stretch",
+    )  # fmt: skip
+    right.altair_chart(
+        alt.Chart(table, title=f"Label rate ({overview.target} = 1)")
+        .mark_bar()
+        .encode(x=alt.X(f"{noun}:N", title=None), y=alt.Y("label rate:Q", axis=alt.Axis(format="%")),
+                tooltip=[noun, alt.Tooltip("label rate:Q", format=".1%")]),
+        width="stretch",
+    )  # fmt: skip
+    st.dataframe(
+        table, hide_index=True,
+        column_config={"label rate": st.column_config.NumberColumn(format="percent")},
+    )  # fmt: skip
+    feature = st.selectbox("Feature", list(overview.features), key=key(vertical.name, "feature"))
+    dist = overview.distribution(feature)
+    if dist["kind"].iloc[0] == "numeric":
+        chart = alt.Chart(dist).mark_line(point=True, interpolate="monotone").encode(
+            x=alt.X("value:Q", title=feature), y=alt.Y("share:Q", axis=alt.Axis(format="%"), title="share of rows"),
+            color=f"{noun}:N", tooltip=[noun, alt.Tooltip("value:Q", format=".3g"), alt.Tooltip("share:Q", format=".1%")],
+        )  # fmt: skip
+    else:
+        chart = alt.Chart(dist).mark_bar().encode(
+            x=alt.X("value:N", title=feature), xOffset=f"{noun}:N",
+            y=alt.Y("share:Q", axis=alt.Axis(format="%"), title="share of rows"),
+            color=f"{noun}:N", tooltip=[noun, "value", alt.Tooltip("share:Q", format=".1%")],
+        )  # fmt: skip
+    st.altair_chart(chart.properties(title=f"Distribution of {feature} per {noun}"), width="stretch")
+    missing = overview.missing_rate(feature)
+    if missing.any():
+        st.caption(
+            f"Missing {feature}: "
+            + ", ".join(f"{name} {rate:.0%}" for name, rate in missing.items())
+        )
+
+
+# -- run tab ------------------------------------------------------------------------------------
+def rounds_frame(rounds: list[RoundRecord], metric: str) -> pd.DataFrame:
+    """Global metric per round: pooled over all test rows when known, else the weighted mean."""
+    return pd.DataFrame(
+        {
+            "round": [r.round for r in rounds],
+            metric: [r.metrics.get(f"pooled.{metric}", r.metrics.get(metric)) for r in rounds],
+        }
+    )
+
+
+def rounds_chart(rounds: list[RoundRecord], metric: str, total: int) -> alt.Chart:
+    frame = rounds_frame(rounds, metric)
+    return (
+        alt.Chart(frame, title=f"Global {metric_label(metric)} per round (all test rows)")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("round:Q", scale=alt.Scale(domain=[1, max(total, 2)]), axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y(f"{metric}:Q", scale=alt.Scale(zero=False), title=metric_label(metric)),
+            tooltip=["round", alt.Tooltip(f"{metric}:Q", format=".4f")],
+        )
+    )
+
+
+def run_tab(vertical: Vertical, config: ExperimentConfig) -> None:
+    """Run button, live rounds with a Stop button, then the comparison of the four modes."""
+    v = vertical.name
+    fingerprint = config.fingerprint()
+    store = result_store()
+    ran: set[str] = st.session_state.setdefault(key(v, "ran"), set())
+    clicked = st.button("Run federation", type="primary", icon=":material/play_arrow:", key=key(v, "run"))
+    from_cache = False
+    if clicked:
+        st.session_state[key(v, "stop_requested")] = False
+        result = store.get(fingerprint)
+        from_cache = result is not None
+        if result is None:
+            result = _live_run(vertical, config)
+            if result is None:
+                return
+            store.put(fingerprint, result)
+        ran.add(fingerprint)
+    else:
+        partial = st.session_state.get(key(v, "partial"))
+        if st.session_state.get(key(v, "stop_requested")) and partial and partial["fingerprint"] == fingerprint:
+            _show_stopped(vertical, partial)
+            return
+        result = store.get(fingerprint) if fingerprint in ran else None
+        if result is None:
+            hint = "Settings changed since the last run: press" if ran else "Press"
+            st.info(
+                f"{hint} **Run federation** to train {config.institutions} {vertical.institution_noun}s "
+                f"for {config.rounds} rounds and compare with local-only and centralized training."
+            )
+            return
+    show_result(vertical, result, from_cache=from_cache)
+
+
+def _request_stop(vertical: str) -> None:
+    st.session_state[key(vertical, "stop_requested")] = True
+
+
+def _live_run(vertical: Vertical, config: ExperimentConfig) -> RunResult | None:
+    """Train with a growing chart and a progress bar; None when stopped or refused."""
+    v = vertical.name
+    metric = vertical.primary_metric
+    rounds: list[RoundRecord] = []
+    st.session_state[key(v, "partial")] = {"fingerprint": config.fingerprint(), "rounds": rounds, "total": config.rounds}
+    live = st.empty()
+    with live.container():
+        bar_col, stop_col = st.columns([5, 1], vertical_alignment="center")
+        progress = bar_col.progress(0.0, text="Preparing the institutions' data ...")
+        stop_col.button("Stop", icon=":material/stop:", key=key(v, "stop"), on_click=_request_stop, args=(v,))
+        chart = st.empty()
+
+    def on_round(record: RoundRecord) -> None:
+        rounds.append(record)
+        value = rounds_frame([record], metric)[metric].iloc[0]
+        done = record.round >= config.rounds
+        text = f"Round {record.round}/{config.rounds}: {metric_label(metric)} {value:.4f}"
+        progress.progress(min(record.round / config.rounds, 1.0), text=text + (" - training the baselines ..." if done else ""))
+        chart.altair_chart(rounds_chart(rounds, metric, config.rounds), width="stretch")
+
+    try:
+        result = run_live(config, on_round=on_round, should_stop=lambda: bool(st.session_state.get(key(v, "stop_requested"))))
+    except RunStopped:
+        live.empty()
+        _show_stopped(vertical, st.session_state[key(v, "partial")])
+        return None
+    except ConsortiaError as exc:
+        live.empty()
+        st.error(str(exc))
+        return None
+    live.empty()
+    return result
+
+
+def _show_stopped(vertical: Vertical, partial: dict[str, Any]) -> None:
+    rounds = partial["rounds"]
+    st.warning(
+        f"Run stopped after {len(rounds)} of {partial['total']} rounds; nothing was cached. "
+        "Press **Run federation** to start again."
+    )
+    if rounds:
+        st.altair_chart(rounds_chart(rounds, vertical.primary_metric, partial["total"]), width="stretch")
+
+
+def comparison_frame(result: RunResult) -> pd.DataFrame:
+    """The comparison table: one row per institution plus pooled, four modes and the gain."""
+    from consortia.demo.overview import federation_gains
+
+    frame = pd.DataFrame(result.table_rows())
+    gains = federation_gains(result).table.set_index(result.institution_noun)["gain"]
+    frame["gain (fine-tuned vs local)"] = frame[result.institution_noun].map(gains)
+    pooled = frame[result.institution_noun] == "pooled"
+    sign = -1.0 if _lower_is_better(result.primary_metric) else 1.0
+    frame.loc[pooled, "gain (fine-tuned vs local)"] = sign * (
+        frame.loc[pooled, "federated + fine-tuned"] - frame.loc[pooled, "local-only"]
+    )
+    return frame
+
+
+def _lower_is_better(metric: str) -> bool:
+    from consortia.demo.overview import lower_is_better
+
+    return lower_is_better(metric)
+
+
+def show_result(vertical: Vertical, result: RunResult, *, from_cache: bool = False) -> None:
+    """The finished run: rounds chart, who gained, comparison chart and table, downloads."""
+    from consortia.demo.overview import federation_gains
+
+    v = vertical.name
+    metric = result.primary_metric
+    noun = result.institution_noun
+    if from_cache:
+        st.caption("Same settings as an earlier run: the result comes from the cache, nothing was retrained.")
+    st.altair_chart(rounds_chart(result.rounds, metric, len(result.rounds)), width="stretch")
+    st.subheader("Who gains?")
+    st.success(federation_gains(result).sentence)
+    frame = comparison_frame(result)
+    long = frame.melt(id_vars=[noun], value_vars=MODE_ORDER, var_name="mode", value_name=metric).dropna()
+    chart = (
+        alt.Chart(long, title=f"{metric_label(metric)} on each {noun}'s test rows")
+        .mark_point(filled=True, size=90)
+        .encode(
+            y=alt.Y(f"{noun}:N", sort=list(frame[noun]), title=None),
+            x=alt.X(f"{metric}:Q", scale=alt.Scale(zero=False), title=metric_label(metric)),
+            color=alt.Color("mode:N", sort=MODE_ORDER),
+            shape=alt.Shape("mode:N", sort=MODE_ORDER),
+            tooltip=[noun, "mode", alt.Tooltip(f"{metric}:Q", format=".4f")],
+        )
+    )
+    height = max(220, 40 * len(frame))
+    st.altair_chart(chart.properties(height=height), width="stretch", height=height + 60)
+    number = st.column_config.NumberColumn(format="%.4f")
+    st.dataframe(
+        frame, hide_index=True, key=key(v, "table"),
+        column_config={c: number for c in frame.columns if c != noun},
+    )  # fmt: skip
+    left, right, _ = st.columns([1, 1, 3])
+    left.download_button(
+        "Run as JSON", result.to_json(), file_name=f"consortia-{v}-run.json", mime="application/json",
+        icon=":material/download:", on_click="ignore", key=key(v, "download_json"),
+    )  # fmt: skip
+    right.download_button(
+        "Table as CSV", frame.to_csv(index=False), file_name=f"consortia-{v}-comparison.csv", mime="text/csv",
+        icon=":material/download:", on_click="ignore", key=key(v, "download_csv"),
+    )  # fmt: skip
+    t = result.timings
+    st.caption(
+        f"{len(result.rounds)} rounds; federated {t.get('federated_s', 0):.1f} s, centralized "
+        f"{t.get('centralized_s', 0):.1f} s, local-only {t.get('local_only_s', 0):.1f} s, "
+        f"total {t.get('total_s', 0):.1f} s."
+    )
+
+
+# -- own data tab -------------------------------------------------------------------------------
+def upload_tab(vertical: Vertical, settings: dict[str, Any]) -> None:
+    """Check one CSV per institution against the vertical's schema, then train on them.
+
+    Training uses the sidebar's settings with the files as the institutions; the files live in
+    a temporary folder only for the duration of the check or the run.
+    """
+    from consortia.demo.uploads import check_uploads
+
+    v = vertical.name
+    schema = vertical.schema
+    st.markdown(
+        f"Upload one CSV file per {vertical.institution_noun}. Each is checked against the "
+        f"{v} schema: columns {', '.join(f'`{n}`' for n in schema.feature_names)} and the "
+        f"0/1 target `{schema.target}`. Files are read in a temporary folder that is deleted "
+        "right after the check; nothing is kept."
+    )
+    st.download_button(
+        "Example file", _example_csv(v), file_name=f"{v}-example.csv", mime="text/csv",
+        icon=":material/description:", on_click="ignore", key=key(v, "example"),
+    )  # fmt: skip
+    files = st.file_uploader(
+        "Institution files (CSV)", type=["csv"], accept_multiple_files=True, key=key(v, "upload")
+    )
+    if not files:
+        return
+    checks = check_uploads(v, [(f.name, f.getvalue()) for f in files])
+    for check in checks:
+        if not check.ok:
+            st.error(check.message, icon=":material/error:")
+    good = [c for c in checks if c.ok]
+    if good:
+        st.dataframe(
+            pd.DataFrame([{"file": c.file, "rows": c.rows, "label rate": c.label_rate} for c in good]),
+            hide_index=True, column_config={"label rate": st.column_config.NumberColumn(format="percent")},
+        )  # fmt: skip
+    if len(good) < len(checks):
+        return
+    st.success(f"All {len(checks)} file(s) fit the {v} schema.")
+    if len(checks) < 2:
+        st.info("Upload at least two files (one per institution) to train a federation on them.")
+        return
+    st.caption("Training uses the sidebar's model, strategy, rounds and seed; each file is one institution.")
+    if st.button("Train on these files", type="primary", icon=":material/play_arrow:", key=key(v, "run_files")):
+        _train_on_uploads(vertical, settings, [(f.name, f.getvalue()) for f in files])
+
+
+def _train_on_uploads(vertical: Vertical, settings: dict[str, Any], files: list[tuple[str, bytes]]) -> None:
+    from consortia.demo.uploads import uploaded_files
+    from consortia.config import ExperimentConfig
+
+    with uploaded_files(files) as paths:
+        try:
+            config = ExperimentConfig.build(**{**settings, "data": {"files": [str(p) for p in paths]}})
+        except ConsortiaError as exc:
+            st.error(str(exc))
+            return
+        result = _live_run(vertical, config)
+    if result is not None:
+        show_result(vertical, result)
+
+
+@st.cache_data(show_spinner=False)
+def _example_csv(vertical_name: str) -> str:
+    from consortia.demo.uploads import example_frame
+
+    return example_frame(vertical_name).to_csv(index=False)

@@ -1,0 +1,222 @@
+"""The Flower ClientApp: one institution, one handler per message type.
+
+Message types (what the server may ask, and what each handler answers):
+
+* ``query.summary``: feature summaries of the training rows (counts, sums, category counts) and
+  the split sizes; the server merges them into one preprocessor;
+* ``train``: local training of the global model; the new parameters and the training metrics;
+* ``evaluate``: the global model's metrics on this institution's test rows;
+* ``evaluate.finetune``: the final global model fine-tuned locally; both models' metrics.
+
+Per-row scores leave only when the request asks for ``report-scores`` (simulation's pooled
+metrics). Mods attach per handler (``mods={"train": [...]}``), never app-wide, so that a mod
+meant for model updates (clipping, masking) never touches an evaluate or summary reply.
+
+The app reads the experiment from ``context.run_config`` (what ``flwr run`` passes in a
+deployment); ``overrides`` bake a config in for engines that start the app from Python.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import Mod
+
+from consortia.config import ExperimentConfig
+from consortia.data.institutions import Federation, InstitutionData, institution_arrays, institution_seed, node_institution
+from consortia.learners import Learner, make_learner
+from consortia.verticals import Vertical, get_vertical
+from consortia.verticals.base import TrainScores
+
+SUMMARY = "query.summary"
+FINETUNE = "evaluate.finetune"
+#: handler names accepted in ``build_client_app(mods=...)``
+HANDLERS = ("summary", "train", "evaluate", "finetune")
+#: the ``finetune`` seed's salt: distinct from every round number
+FINETUNE_SALT = 10**6
+
+
+def run_config(context: Context, overrides: Mapping[str, Any]) -> ExperimentConfig:
+    """The run's config: Flower's run_config with ``overrides`` on top, validated once per run."""
+    merged = {**dict(context.run_config), **dict(overrides)}
+    return _parse_config(tuple(sorted(merged.items())))
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_config(items: tuple[tuple[str, Any], ...]) -> ExperimentConfig:
+    """Validated once per run, not once per message (the config is the same all run long)."""
+    return ExperimentConfig.from_run_config(dict(items))
+
+
+@dataclass
+class Job:
+    """What a training or evaluation message needs: the institution, its arrays, the model."""
+
+    config: ExperimentConfig
+    vertical: Vertical
+    federation: Federation
+    institution: InstitutionData
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    learner: Learner
+    request: ConfigRecord
+
+    def train_scores(self) -> TrainScores | None:
+        """The model's scores on its own training rows, for verticals that tune an operating point there."""
+        if not self.vertical.tunes_on_train:
+            return None
+        return self.y_train, self.learner.predict_proba(self.x_train)
+
+    def evaluate(self, proba: np.ndarray, train: TrainScores | None) -> dict[str, float]:
+        metrics = self.vertical.evaluate(self.y_test, proba, frame=self.institution.test, train=train)
+        return {k: float(v) for k, v in metrics.items()}  # MetricRecord values must be numbers
+
+    @property
+    def report_scores(self) -> bool:
+        return bool(self.request.get("report-scores", False))
+
+
+def prepare(message: Message, context: Context, overrides: Mapping[str, Any]) -> Job:
+    """This node's institution and a learner holding the parameters the message carries."""
+    config = run_config(context, overrides)
+    vertical = get_vertical(config.vertical)
+    federation, institution = node_institution(config, vertical, context.node_config)
+    request = message.content["config"]
+    data_path = context.node_config.get("data-path")
+    x_train, y_train, x_test, y_test = institution_arrays(
+        config, vertical, institution.name, str(request["preprocessor"]),
+        None if data_path is None else str(data_path),
+    )  # fmt: skip
+    learner = make_learner(
+        config.model,
+        x_train.shape[1],
+        vertical.model_params(config.model, config.model_params),
+        seed=config.seed,
+        device=config.device,
+    )
+    learner.set_parameters(message.content["arrays"].to_numpy_ndarrays())
+    return Job(config, vertical, federation, institution, x_train, y_train, x_test, y_test, learner, request)
+
+
+def answer_summary(message: Message, context: Context, overrides: Mapping[str, Any]) -> Message:
+    config = run_config(context, overrides)
+    vertical = get_vertical(config.vertical)
+    federation, institution = node_institution(config, vertical, context.node_config)
+    reply = ConfigRecord(
+        {
+            "institution": institution.name,
+            "summary": institution.summary(federation.schema).to_json(),
+            "n-train": len(institution.train),
+            "n-test": len(institution.test),
+        }
+    )
+    return Message(RecordDict({"summary": reply}), reply_to=message)
+
+
+def answer_train(message: Message, context: Context, overrides: Mapping[str, Any]) -> Message:
+    job = prepare(message, context, overrides)
+    server_round = int(job.request.get("server-round", 0))
+    info = job.learner.fit(
+        job.x_train,
+        job.y_train,
+        epochs=job.config.local_epochs,
+        seed=institution_seed(job.config.seed, job.institution.name, server_round),
+        proximal_mu=float(job.request.get("proximal-mu", 0.0)),
+    )
+    metrics = MetricRecord({"num-examples": len(job.y_train), **info})
+    content = RecordDict({"arrays": ArrayRecord(job.learner.get_parameters()), "metrics": metrics})
+    return Message(content, reply_to=message)
+
+
+def answer_evaluate(message: Message, context: Context, overrides: Mapping[str, Any]) -> Message:
+    job = prepare(message, context, overrides)
+    proba = job.learner.predict_proba(job.x_test)
+    train = job.train_scores()
+    metrics = job.evaluate(proba, train)
+    content = RecordDict({"metrics": MetricRecord({"num-examples": len(job.y_test), **metrics})})
+    if job.report_scores:
+        content["scores"] = ArrayRecord([job.y_test.astype(np.float64), proba])
+        add_metric_inputs(content, job, [train])
+    return Message(content, reply_to=message)
+
+
+def answer_finetune(message: Message, context: Context, overrides: Mapping[str, Any]) -> Message:
+    job = prepare(message, context, overrides)
+    global_proba = job.learner.predict_proba(job.x_test)
+    global_train = job.train_scores()
+    if job.config.finetune_epochs:
+        job.learner.fit(
+            job.x_train,
+            job.y_train,
+            epochs=job.config.finetune_epochs,
+            seed=institution_seed(job.config.seed, job.institution.name, FINETUNE_SALT),
+        )
+    tuned_proba = job.learner.predict_proba(job.x_test)
+    tuned_train = job.train_scores()
+    metrics: dict[str, float] = {"num-examples": len(job.y_test)}
+    metrics |= {f"global.{k}": v for k, v in job.evaluate(global_proba, global_train).items()}
+    metrics |= {f"finetuned.{k}": v for k, v in job.evaluate(tuned_proba, tuned_train).items()}
+    content = RecordDict(
+        {
+            "metrics": MetricRecord(metrics),
+            "identity": ConfigRecord({"institution": job.institution.name}),
+        }
+    )
+    if job.report_scores:
+        content["scores"] = ArrayRecord([job.y_test.astype(np.float64), global_proba, tuned_proba])
+        add_metric_inputs(content, job, [global_train, tuned_train])
+    return Message(content, reply_to=message)
+
+
+def add_metric_inputs(content: RecordDict, job: Job, train: Sequence[TrainScores | None]) -> None:
+    """What the server needs beyond (y, p) to pool this vertical's metrics (simulation only)."""
+    test = job.institution.test
+    present = [c for c in job.vertical.metric_columns if c in test.columns]
+    if present:
+        columns = {c: Array(test[c].to_numpy(dtype=np.float64)) for c in present}
+        content["metric-columns"] = ArrayRecord(array_dict=columns)
+    scored = [t for t in train if t is not None]
+    if job.vertical.tunes_on_train and len(scored) == len(train):
+        content["train-scores"] = ArrayRecord([job.y_train.astype(np.float64), *(t[1] for t in scored)])
+
+
+def build_client_app(
+    overrides: Mapping[str, Any] | None = None, mods: Mapping[str, Sequence[Mod]] | None = None
+) -> ClientApp:
+    """A ClientApp serving one institution; ``overrides`` take precedence over run_config.
+
+    ``mods`` maps a handler name (``summary``, ``train``, ``evaluate``, ``finetune``) to the
+    Flower mods wrapped around that handler only.
+    """
+    fixed = dict(overrides or {})
+    per_handler = {name: list(m) for name, m in (mods or {}).items()}
+    unknown = sorted(set(per_handler) - set(HANDLERS))
+    if unknown:
+        raise ValueError(f"no ClientApp handler named {', '.join(unknown)}; handlers: {', '.join(HANDLERS)}")
+    app = ClientApp()
+
+    @app.query("summary", mods=per_handler.get("summary"))
+    def summary(message: Message, context: Context) -> Message:
+        return answer_summary(message, context, fixed)
+
+    @app.train(mods=per_handler.get("train"))
+    def train(message: Message, context: Context) -> Message:
+        return answer_train(message, context, fixed)
+
+    @app.evaluate(mods=per_handler.get("evaluate"))
+    def evaluate(message: Message, context: Context) -> Message:
+        return answer_evaluate(message, context, fixed)
+
+    @app.evaluate("finetune", mods=per_handler.get("finetune"))
+    def finetune(message: Message, context: Context) -> Message:
+        return answer_finetune(message, context, fixed)
+
+    return app

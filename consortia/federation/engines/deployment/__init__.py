@@ -1,0 +1,233 @@
+"""A real Flower federation on this machine: one SuperLink, one SuperNode per institution file.
+
+``LocalFederation`` starts the processes Flower's deployment runtime uses (``flower-superlink``,
+``flower-supernode``; they start ``flower-superexec``, ``flwr-serverapp`` and ``flwr-clientapp``
+themselves), with TLS and SuperNode authentication on by default, submits runs with
+``flwr run`` and stops every process it started, also when something fails. Each SuperNode
+gets only its own file, through its node config's ``data-path``. It is what the integration
+test uses and a way to try a deployment before spreading it over machines (docs/deployment.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from consortia.config import ExperimentConfig
+from consortia.runs.results import FederatedOutcome
+from consortia.runs.folder import RunFolder
+from consortia.federation.engines.deployment import commands as cmd
+from consortia.federation.engines.deployment.certs import generate_node_key, generate_tls
+from consortia.errors import FederationError
+
+APP_DIR = Path(__file__).resolve().parent / "fab"
+CONNECTION = "consortia-local"
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+
+@dataclass
+class LocalFederation:
+    """SuperLink + SuperNodes on 127.0.0.1 in ``workdir`` (certificates, keys, logs, FLWR_HOME)."""
+
+    data_files: list[Path]
+    workdir: Path
+    tls: bool = True
+    node_auth: bool = True
+    host: str = "127.0.0.1"
+    processes: list[Process] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        self.data_files = [Path(p).resolve() for p in self.data_files]
+        self.flwr_home = self.workdir / "flwr_home"
+        self.env = cmd.deployment_env(flwr_home=self.flwr_home)
+        self.port = cmd.free_port(self.host)
+        self.address = f"{self.host}:{self.port}"
+        self.tls_files: cmd.Tls | None = None
+        self.nodes: dict[str, Process] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def __enter__(self) -> LocalFederation:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, ready_timeout_s: float = 120.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.tls:
+            files = generate_tls(self.workdir / "certs", hosts=("localhost", self.host))
+            self.tls_files = cmd.Tls(files.ca_cert, files.server_cert, files.server_key)
+        cmd.write_connection(self.flwr_home, CONNECTION, self.address, self.tls_files)
+        self._spawn("superlink", cmd.superlink_command(
+            host=self.host, port=self.port, tls=self.tls_files, node_auth=self.node_auth,
+            database=self.workdir / "state.db",
+        ))  # fmt: skip
+        self._wait_for_port(self.port, ready_timeout_s)
+        for path in self.data_files:
+            self.start_node(path)
+
+    def start_node(self, data: Path, *, register: bool = True, max_retries: int | None = None) -> Process:
+        """One SuperNode for ``data``; with node auth its key is registered first (unless not)."""
+        name = Path(data).stem
+        key = None
+        if self.node_auth:
+            key, public = generate_node_key(self.workdir / "keys", name)
+            if register:
+                self.flwr("supernode", "register", str(public), CONNECTION)
+        process = self._spawn(f"node-{name}", cmd.supernode_command(
+            superlink=self.address, data=data, port=cmd.free_port(self.host), tls=self.tls_files,
+            auth_key=key, host=self.host, max_retries=max_retries,
+        ))  # fmt: skip
+        self.nodes[name] = process
+        return process
+
+    def kill_node(self, name: str) -> None:
+        """Kill a SuperNode and its ClientApp processes at once (no goodbye to the SuperLink).
+
+        They all share the SuperNode's process group (it is started in a new session and starts
+        its SuperExec and ClientApps without one of their own), so one ``killpg`` reaches them."""
+        process = self.nodes[name]
+        _killpg(process.popen.pid, signal.SIGKILL)
+        process.popen.wait(timeout=30)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Stop every process this federation started (and what they started), newest first.
+
+        Signals go to process groups, not remembered PIDs: a group's number cannot be handed to
+        a new process while any member lives, and members that lost their parent are still in it.
+        Each process is its own group leader (``start_new_session``); the groups its children made
+        for themselves (the SuperLink starts its SuperExec in a new session) are looked up once,
+        before anything is signalled, while they are still its children."""
+        groups = _process_groups([p.popen.pid for p in reversed(self.processes)])
+        for group in groups:
+            _killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for process in self.processes:
+            try:
+                process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for group in groups:  # whatever ignored SIGTERM, or outlived its leader
+            _killpg(group, signal.SIGKILL)
+        for process in self.processes:
+            try:
+                process.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
+                pass
+        self.processes.clear()
+
+    # -- runs ------------------------------------------------------------------------------------
+    def flwr(self, *args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [cmd.executable("flwr"), *args], env=self.env, capture_output=True, text=True, timeout=timeout_s
+        )
+        if result.returncode != 0:
+            raise FederationError(f"flwr {' '.join(args[:2])} failed: {(result.stdout + result.stderr).strip()[-800:]}")
+        return result
+
+    def submit(self, config: ExperimentConfig) -> str:
+        """Start a run of ``config`` on the SuperLink; returns the run id."""
+        if not config.run_dir:
+            raise FederationError("a deployed run needs config.run_dir (where the ServerApp writes its outcome)")
+        run_config = self.workdir / f"run-config-{time.time_ns()}.toml"
+        run_config.write_text(run_config_toml(config))
+        result = self.flwr("run", str(APP_DIR), CONNECTION, "--run-config", str(run_config), "--format", "json")
+        payload = json.loads(result.stdout[result.stdout.index("{") :])
+        return str(payload["run-id"])
+
+    def status(self, run_id: str) -> str:
+        result = self.flwr("ls", CONNECTION, "--run-id", run_id, "--format", "json")
+        runs = json.loads(result.stdout[result.stdout.index("{") :])["runs"]
+        return str(runs[0]["status"]) if runs else "unknown"
+
+    def wait(self, run_id: str, run_dir: str | Path, timeout_s: float = 900.0) -> FederatedOutcome:
+        """Block until the run finishes; its outcome, or FederationError with the server's reason."""
+        deadline = time.monotonic() + timeout_s
+        folder = RunFolder(run_dir)
+        while True:
+            status = self.status(run_id)
+            if status.startswith("finished"):
+                outcome = folder.read_outcome()
+                if status == "finished:completed" and outcome is not None:
+                    return outcome
+                raise FederationError(f"run {run_id} ended as '{status}': {self.server_log(run_id)}")
+            if time.monotonic() > deadline:
+                raise FederationError(f"run {run_id} still '{status}' after {timeout_s:.0f} s")
+            time.sleep(2)
+
+    def server_log(self, run_id: str) -> str:
+        try:
+            return self.flwr("log", run_id, CONNECTION, "--show", timeout_s=60).stdout.strip()[-2000:]
+        except (FederationError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> Process:
+        log = self.workdir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as handle:
+            popen = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        process = Process(name, popen, log)
+        self.processes.append(process)
+        return process
+
+    def _wait_for_port(self, port: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.processes[0].popen.poll() is not None:
+                raise FederationError(f"the SuperLink exited: {self.processes[0].log.read_text()[-1500:]}")
+            with socket.socket() as sock:
+                if sock.connect_ex((self.host, port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise FederationError(f"the SuperLink did not open port {port} within {timeout_s:.0f} s")
+
+
+def run_config_toml(config: ExperimentConfig) -> str:
+    """The run config file ``flwr run --run-config FILE`` reads: the whole experiment as JSON."""
+    return "experiment = " + json.dumps(config.model_dump_json()) + "\n"
+
+
+# -- process groups (children's own groups are found through Linux /proc; elsewhere only ours) ------
+def _process_groups(leaders: list[int]) -> list[int]:
+    """``leaders`` (each leads its own group) and, after them, the groups their descendants lead."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat") if Path("/proc").is_dir() else []:
+        try:
+            stat = entry.read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, pgrp, ...
+        children.setdefault(int(fields[1]), []).append((int(entry.parent.name), int(fields[2])))
+    groups, stack, ours = list(leaders), list(leaders), os.getpgrp()
+    while stack:
+        for pid, group in children.get(stack.pop(), []):
+            stack.append(pid)
+            if group not in groups and group != ours:
+                groups.append(group)
+    return groups
+
+
+def _killpg(group: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(group, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

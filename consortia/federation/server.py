@@ -1,0 +1,300 @@
+"""The Flower ServerApp, as explicit phases.
+
+1. **summaries**: every institution sends feature summaries; the server merges one preprocessor
+   (and agrees the consortium's schema, the same function in simulation and deployment);
+2. **rounds**: a Flower strategy (wrapped by ``ManagedStrategy``) trains the global model; a
+   run folder gets a checkpoint per round, and a resumed run continues from the newest one;
+3. **fine-tuning**: each institution fine-tunes the final global model and reports both
+   models' metrics on its own test rows.
+
+Pooled metrics (on the union of the test splits) exist only when nodes report per-row scores,
+which only the simulation engines ask for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import Result
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+
+from consortia.config import ExperimentConfig
+from consortia.data.loaders import schema_from_summaries
+from consortia.data.preprocessing import FeatureSummary, Preprocessor, merge_summaries
+from consortia.errors import FederationError
+from consortia.federation.client import FINETUNE, SUMMARY, run_config
+from consortia.federation.grids import MinimumNodesGrid
+from consortia.federation.strategies import build_strategy
+from consortia.federation.strategies.managed import ManagedStrategy
+from consortia.learners import make_learner
+from consortia.runs.folder import Checkpoint, RunFolder
+from consortia.runs.results import FederatedOutcome, RoundRecord
+from consortia.verticals import Vertical, get_vertical
+from consortia.verticals.base import TrainScores
+
+RoundCallback = Callable[[RoundRecord], None]
+
+
+@dataclass
+class ServerHooks:
+    """Ways for the caller of an in-process engine to watch the run and collect its outcome."""
+
+    on_round: RoundCallback | None = None
+    on_outcome: Callable[[FederatedOutcome], None] | None = None
+    report_scores: bool = True  # simulation only: lets the server compute pooled metrics
+    node_timeout_s: float = 120.0
+
+
+@dataclass
+class Consortium:
+    """Phase 1's result: who is there, how big, and the preprocessor everyone agreed."""
+
+    node_ids: list[int]
+    names: dict[int, str]
+    sizes: dict[str, dict[str, int]]
+    preprocessor: Preprocessor
+
+
+@dataclass
+class Rounds:
+    """Phase 2's result: the final global model and the per-round history."""
+
+    arrays: ArrayRecord
+    history: list[RoundRecord] = field(default_factory=list)
+
+
+def build_server_app(overrides: Mapping[str, Any] | None = None, hooks: ServerHooks | None = None) -> ServerApp:
+    """A ServerApp that runs the whole federated loop with a Flower strategy."""
+    fixed = dict(overrides or {})
+    server_hooks = hooks or ServerHooks(report_scores=False)
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        config = run_config(context, fixed)
+        outcome = run_federation(grid, config, server_hooks)
+        context.state["outcome"] = ConfigRecord({"json": outcome.to_json()})
+        if config.run_dir:  # the final model and metrics, also when the server is a remote process
+            RunFolder(config.run_dir).write_outcome(outcome)
+        if server_hooks.on_outcome is not None:
+            server_hooks.on_outcome(outcome)
+
+    return app
+
+
+def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> FederatedOutcome:
+    """Summaries -> preprocessor -> strategy rounds -> local fine-tuning; returns the outcome."""
+    vertical = get_vertical(config.vertical)
+    started = time.perf_counter()
+    consortium = agree_preprocessing(grid, config, vertical, hooks)
+    rounds = train_rounds(grid, config, vertical, consortium, hooks)
+    per_institution, pooled = finetune_and_evaluate(grid, config, vertical, consortium, rounds, hooks)
+    return FederatedOutcome(
+        rounds=rounds.history,
+        per_institution=per_institution,
+        pooled=pooled,
+        final_parameters=rounds.arrays.to_numpy_ndarrays(),
+        preprocessor=consortium.preprocessor,
+        institution_sizes=consortium.sizes,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# -- phase 1: summaries -------------------------------------------------------------------------
+def agree_preprocessing(grid: Grid, config: ExperimentConfig, vertical: Vertical, hooks: ServerHooks) -> Consortium:
+    """Only summaries travel; the server merges them into the consortium's preprocessor."""
+    node_ids = wait_for_nodes(grid, config.institutions, hooks.node_timeout_s)
+    replies = send_all(grid, node_ids, SUMMARY, RecordDict({"config": ConfigRecord()}))
+    names = {msg.metadata.src_node_id: str(msg.content["summary"]["institution"]) for msg in replies}
+    summaries = [FeatureSummary.from_json(str(msg.content["summary"]["summary"])) for msg in replies]
+    sizes = {
+        names[msg.metadata.src_node_id]: {
+            "train": int(msg.content["summary"]["n-train"]),
+            "test": int(msg.content["summary"]["n-test"]),
+        }
+        for msg in replies
+    }
+    preprocessor = merge_summaries(summaries, schema_from_summaries(vertical.schema, summaries))
+    return Consortium(node_ids, names, sizes, preprocessor)
+
+
+# -- phase 2: rounds ----------------------------------------------------------------------------
+def train_rounds(
+    grid: Grid, config: ExperimentConfig, vertical: Vertical, consortium: Consortium, hooks: ServerHooks
+) -> Rounds:
+    """The strategy's rounds, continued from the newest checkpoint when resuming."""
+    preprocessor = consortium.preprocessor
+    folder = RunFolder(config.run_dir) if config.run_dir else None
+    checkpoint = _resume_point(folder, config, preprocessor)
+    done = checkpoint.round if checkpoint is not None else 0
+    history: list[RoundRecord] = [RoundRecord(**r) for r in checkpoint.rounds] if checkpoint else []
+    round_started = [time.perf_counter()]
+
+    def aggregate_evaluate(records: list[RecordDict], weight_key: str) -> MetricRecord:
+        metrics = aggregate_metricrecords(records, weight_key)
+        for key, value in pooled_metrics(records, vertical, columns=(1,)).get(1, {}).items():
+            metrics[f"pooled.{key}"] = value
+        now = time.perf_counter()
+        record = RoundRecord(len(history) + 1, {k: float(v) for k, v in metrics.items()}, now - round_started[0])
+        round_started[0] = now
+        history.append(record)
+        if hooks.on_round is not None:
+            hooks.on_round(record)
+        return metrics
+
+    flower_strategy = build_strategy(
+        config.strategy,
+        config.strategy_params,
+        num_institutions=config.institutions,
+        fraction_train=config.fraction_train,
+        min_available=config.min_institutions,
+        evaluate_metrics_aggr_fn=aggregate_evaluate,
+    )
+    strategy = ManagedStrategy(flower_strategy, seed=config.seed, round_offset=done)
+    if checkpoint is not None:  # FedAdam's moments, FedAvgM's momentum
+        strategy.load_state_dict(checkpoint.strategy_state)
+
+    def save_checkpoint(server_round: int, arrays: ArrayRecord) -> None:
+        if folder is not None and server_round > 0:
+            folder.save_checkpoint(
+                done + server_round, arrays.to_numpy_ndarrays(), preprocessor,
+                [asdict(r) for r in history], strategy.state_dict(),
+            )  # fmt: skip
+
+    if checkpoint is not None:
+        initial = ArrayRecord(checkpoint.parameters)
+    else:
+        learner = make_learner(
+            config.model,
+            preprocessor.n_features,
+            vertical.model_params(config.model, config.model_params),
+            seed=config.seed,
+            device=config.device,
+        )
+        initial = ArrayRecord(learner.get_parameters())
+    if done >= config.rounds:
+        return Rounds(initial, history)
+    shared = shared_config(consortium, hooks)
+    result: Result = strategy.start(
+        grid=MinimumNodesGrid(grid, config.min_institutions or config.institutions, hooks.node_timeout_s),
+        initial_arrays=initial,
+        num_rounds=config.rounds - done,
+        timeout=hooks.node_timeout_s * 10,
+        train_config=ConfigRecord(dict(shared)),
+        evaluate_config=ConfigRecord(dict(shared)),
+        evaluate_fn=save_checkpoint if folder is not None else None,
+    )
+    if len(result.train_metrics_clientapp) < config.rounds - done:
+        missing = sorted(set(range(1, config.rounds - done + 1)) - set(result.train_metrics_clientapp))
+        raise FederationError(
+            f"no institution returned a model in round(s) {[done + r for r in missing][:5]}; see the node logs"
+        )
+    return Rounds(result.arrays, history)
+
+
+def _resume_point(folder: RunFolder | None, config: ExperimentConfig, preprocessor: Preprocessor) -> Checkpoint | None:
+    if folder is None or not config.resume:
+        return None
+    checkpoint = folder.latest_checkpoint()
+    if checkpoint is not None and checkpoint.preprocessor != preprocessor:
+        raise FederationError(f"cannot resume {config.run_dir}: the institutions' data changed since the checkpoint")
+    return checkpoint
+
+
+def shared_config(consortium: Consortium, hooks: ServerHooks) -> dict[str, Any]:
+    """What every train and evaluate message carries besides the model."""
+    return {"preprocessor": consortium.preprocessor.to_json(), "report-scores": hooks.report_scores}
+
+
+# -- phase 3: fine-tuning -----------------------------------------------------------------------
+def finetune_and_evaluate(
+    grid: Grid,
+    config: ExperimentConfig,
+    vertical: Vertical,
+    consortium: Consortium,
+    rounds: Rounds,
+    hooks: ServerHooks,
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, float]]]:
+    """Each institution fine-tunes the final global model; both models' metrics come back."""
+    final = RecordDict({"arrays": rounds.arrays, "config": ConfigRecord(shared_config(consortium, hooks))})
+    node_ids = consortium.node_ids
+    if config.min_institutions is not None:  # nodes may have dropped out: ask those still here
+        node_ids = sorted(grid.get_node_ids())
+    replies = send_all(grid, node_ids, FINETUNE, final, minimum=config.min_institutions)
+    per_institution: dict[str, dict[str, dict[str, float]]] = {}
+    for msg in replies:
+        metrics = dict(msg.content["metrics"])
+        name = str(msg.content["identity"]["institution"])  # node ids may change on reconnect
+        per_institution[name] = {
+            mode: {k.split(".", 1)[1]: float(v) for k, v in metrics.items() if k.startswith(f"{mode}.")}  # type: ignore[arg-type]
+            for mode in ("global", "finetuned")
+        }
+    pooled = pooled_metrics([m.content for m in replies], vertical, columns=(1, 2))
+    return (
+        {n: per_institution[n] for n in sorted(per_institution)},
+        {"global": pooled.get(1, {}), "finetuned": pooled.get(2, {})},
+    )
+
+
+# -- shared ------------------------------------------------------------------------------------
+def pooled_metrics(records: list[RecordDict], vertical: Vertical, columns: tuple[int, ...]) -> dict[int, dict[str, float]]:
+    """Metrics on the union of the test splits, from scores the nodes reported (simulation)."""
+    scored = [r["scores"].to_numpy_ndarrays() for r in records if "scores" in r]
+    if not scored or len(scored) != len(records):
+        return {}
+    y = np.concatenate([s[0] for s in scored]).astype(int)
+    frame = None
+    if all("metric-columns" in r for r in records):
+        shared = [k for k in records[0]["metric-columns"] if all(k in r["metric-columns"] for r in records)]
+        frame = pd.DataFrame({k: np.concatenate([r["metric-columns"][k].numpy() for r in records]) for k in shared})
+    trained = [r["train-scores"].to_numpy_ndarrays() for r in records if "train-scores" in r]
+    trained = trained if len(trained) == len(records) else []
+
+    def train(c: int) -> TrainScores | None:
+        if not trained:
+            return None
+        return np.concatenate([t[0] for t in trained]).astype(int), np.concatenate([t[c] for t in trained])
+
+    pooled = {}
+    for c in columns:
+        metrics = vertical.evaluate(y, np.concatenate([s[c] for s in scored]), frame=frame, train=train(c))
+        pooled[c] = {k: float(v) for k, v in metrics.items()}
+    return pooled
+
+
+def wait_for_nodes(grid: Grid, count: int, timeout_s: float) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        node_ids = sorted(grid.get_node_ids())
+        if len(node_ids) >= count:
+            return node_ids
+        if time.monotonic() > deadline:
+            raise FederationError(f"only {len(node_ids)} of {count} institutions connected within {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def send_all(
+    grid: Grid, node_ids: list[int], message_type: str, content: RecordDict, minimum: int | None = None
+) -> list[Message]:
+    """One message per node; every node must answer, or at least ``minimum`` when drop-outs are allowed."""
+    messages = [Message(content, dst_node_id=nid, message_type=message_type) for nid in node_ids]
+    replies = list(grid.send_and_receive(messages))
+    failed = [m for m in replies if m.has_error()]
+    if minimum is not None and len(replies) - len(failed) >= minimum:  # drop-outs tolerated
+        return sorted((m for m in replies if not m.has_error()), key=lambda m: m.metadata.src_node_id)
+    if failed or len(replies) < len(node_ids):
+        reasons = "; ".join(f"node {m.metadata.src_node_id}: {m.error.reason}" for m in failed[:3])
+        raise FederationError(
+            f"{message_type}: {len(replies) - len(failed)} of {len(node_ids)} institutions answered"
+            + (f" ({reasons})" if reasons else "")
+        )
+    return sorted(replies, key=lambda m: m.metadata.src_node_id)
+
+

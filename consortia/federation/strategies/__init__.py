@@ -1,0 +1,75 @@
+"""Strategy names -> Flower's own strategies (``flwr.serverapp.strategy``).
+
+Every entry is a Flower class; Consortia only maps a name and the user's ``strategy_params``
+(dashes or underscores) onto its constructor, and fills the node counts from the federation.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from flwr.serverapp import strategy as fl
+
+from consortia.catalog import STRATEGIES
+from consortia.errors import ConfigError
+
+
+#: strategy options that Consortia sets itself and users may not override
+_MANAGED = {
+    "fraction_train", "fraction_evaluate", "min_train_nodes", "min_evaluate_nodes",
+    "min_available_nodes", "weighted_by_key", "arrayrecord_key", "configrecord_key",
+    "train_metrics_aggr_fn", "evaluate_metrics_aggr_fn",
+}  # fmt: skip
+
+
+def build_strategy(
+    name: str,
+    params: dict[str, Any],
+    *,
+    num_institutions: int,
+    fraction_train: float = 1.0,
+    min_available: int | None = None,
+    evaluate_metrics_aggr_fn: Callable | None = None,
+) -> fl.Strategy:
+    """Instantiate the Flower strategy ``name`` for a federation of ``num_institutions``."""
+    cls = STRATEGIES.get(name)
+    signature = inspect.signature(cls.__init__).parameters
+    accepted = set(signature) - {"self"}
+    options = {key.replace("-", "_"): value for key, value in params.items()}
+    unknown = sorted(set(options) - (accepted - _MANAGED))
+    if unknown:
+        allowed = ", ".join(sorted(accepted - _MANAGED)) or "none"
+        raise ConfigError(
+            f"strategy '{name}' has no option {', '.join(unknown)}; its options: {allowed}"
+        )
+    options = {key: _checked(name, key, value, signature[key].default) for key, value in options.items()}
+    available = min_available or num_institutions
+    managed: dict[str, Any] = {
+        "fraction_train": fraction_train,
+        "fraction_evaluate": 1.0,
+        "min_available_nodes": available,
+        "min_train_nodes": max(1, min(available, round(fraction_train * num_institutions))),
+        "min_evaluate_nodes": available,
+        "evaluate_metrics_aggr_fn": evaluate_metrics_aggr_fn,
+    }
+    kwargs = {k: v for k, v in managed.items() if k in accepted}
+    try:
+        return cls(**kwargs, **options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"strategy '{name}': {exc}") from None
+
+
+def _checked(strategy: str, key: str, value: Any, default: Any) -> Any:
+    """A value of the type of the Flower constructor's numeric default (an int where a float is
+    expected is widened): a string there would only fail rounds later, inside Flower's logging."""
+    if isinstance(default, bool) or not isinstance(default, int | float):
+        return value
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, float) and numeric:
+        return float(value)
+    if isinstance(default, int) and numeric and float(value).is_integer():
+        return int(value)
+    what = "a number" if isinstance(default, float) else "an integer"
+    raise ConfigError(f"strategy '{strategy}': strategy_params.{key} must be {what} (got {value!r})")

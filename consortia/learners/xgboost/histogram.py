@@ -1,0 +1,587 @@
+"""Lossless horizontal federated XGBoost over XGBoost's own federated communicator.
+
+Why lossless: the ``hist`` method needs only (a) the bin cut points of every feature and
+(b) per-bin gradient/hessian sums per tree node. If every institution first maps its features
+onto the same global bin edges (at most ``max_bin`` distinct values per feature), XGBoost's
+quantile sketch becomes exact and identical everywhere, and the per-bin sums that the
+federated communicator all-reduces equal the pooled sums. The federated model is then the
+model a pooled run on the same binned data would give (measured difference: 0.0).
+
+What leaves an institution: its quantile summary (see :func:`local_quantile_summary`) once,
+then every round the all-reduced gradient/hessian histograms, node sums, and small scalars
+(row count, base-score and metric sums). Rows never leave. The server runs XGBoost's insecure
+(no TLS) federated server, which sees the per-institution histograms.
+
+Why a parent-side watchdog: XGBoost 3.2's federated collectives block in gRPC without a
+deadline (``dmlc_timeout`` and the server ``timeout`` do not end a collective that waits for a
+dead peer), so one stopped institution would hang everyone. The parent watches every process
+and tears the federation down with :class:`FederatedTrainingError`.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from consortia.errors import FederationError
+from consortia.learners.xgboost.binning import (
+    GlobalBinning,
+    as_2d_float,
+    local_quantile_summary,
+    merge_quantile_summaries,
+)
+
+if TYPE_CHECKING:  # imported inside functions: worker processes must skip sklearn first
+    import xgboost as xgb
+
+__all__ = [
+    "FederatedTrainingError",
+    "GlobalBinning",
+    "local_quantile_summary",
+    "merge_quantile_summaries",
+    "run_worker",
+    "train_centralized",
+    "train_histogram_federated",
+]
+
+#: exit code of a worker whose own watchdog gave up (no round finished within its timeout)
+STALL_EXIT_CODE = 75
+#: extra seconds a simulated worker waits beyond the parent's timeout, so the parent reports first
+_WORKER_GRACE_S = 10.0
+_POLL_S = 0.1
+
+Part = tuple[np.ndarray, np.ndarray]
+
+
+class FederatedTrainingError(FederationError):
+    """Federated training stopped: an institution died, raised, or the federation stalled.
+
+    A ``FederationError`` (so also a ``RuntimeError``): the CLI prints it as one line."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        rank: int | None = None,
+        last_round: int | None = None,
+        detail: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.rank = rank  # the institution at fault, where it can be told
+        self.last_round = last_round  # last round (0-based) it reported finished; -1: none
+        self.detail = detail  # e.g. the worker's traceback
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def _hist_params(params: dict[str, Any], binning: GlobalBinning | None) -> dict[str, Any]:
+    """Force exact hist training: tree_method=hist, max_bin covering every global bin."""
+    p = dict(params)
+    if p.setdefault("tree_method", "hist") != "hist":
+        raise ValueError(f"tree_method must be 'hist', got {p['tree_method']!r}")
+    if binning is not None:
+        if p.setdefault("max_bin", binning.n_bins) < binning.n_bins:
+            raise ValueError(
+                f"max_bin={p['max_bin']} < {binning.n_bins} global bins: the sketch would "
+                "re-bin and federated training would no longer match pooled training"
+            )
+    p.setdefault("seed", 0)
+    return p
+
+
+def _dmatrix(X: np.ndarray, y: np.ndarray, binning: GlobalBinning | None) -> xgb.DMatrix:
+    import xgboost as xgb
+
+    Xb = binning.transform(X) if binning is not None else as_2d_float(X, "X")
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if len(y) != len(Xb):
+        raise ValueError(f"X has {len(Xb)} rows but y has {len(y)}")
+    return xgb.DMatrix(Xb, label=y, missing=np.nan)
+
+
+def _start_stall_watchdog(
+    rank: int, timeout_s: float
+) -> tuple[Callable[[], None], threading.Event]:
+    """Hard-exit the process if no round finishes for ``timeout_s`` (gRPC can't be interrupted)."""
+    last = [time.monotonic()]
+    stop = threading.Event()
+
+    def beat() -> None:
+        last[0] = time.monotonic()
+
+    def watch() -> None:
+        while not stop.wait(min(1.0, timeout_s / 4)):
+            if time.monotonic() - last[0] > timeout_s:
+                sys.stderr.write(
+                    f"rank {rank}: no federated round finished for {timeout_s:.0f}s; "
+                    "another institution or the server stopped; exiting\n"
+                )
+                sys.stderr.flush()
+                os._exit(STALL_EXIT_CODE)
+
+    threading.Thread(target=watch, name=f"xgb-stall-watchdog-{rank}", daemon=True).start()
+    return beat, stop
+
+
+def run_worker(
+    rank: int,
+    world_size: int,
+    server_address: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    params: dict[str, Any],
+    num_boost_round: int,
+    timeout_s: float | None = 60,
+    *,
+    binning: GlobalBinning | None = None,
+    X_valid: np.ndarray | None = None,
+    y_valid: np.ndarray | None = None,
+    early_stopping_rounds: int | None = None,
+    on_round: Callable[[int], None] | None = None,
+) -> bytes | None:
+    """What an institution runs next to its data: join the federation, train, return the model.
+
+    Builds the DMatrix from this institution's rows only (binned with ``binning`` if given,
+    else ``X`` must already be binned) and trains inside XGBoost's federated communicator.
+    Returns the model (UBJSON bytes) on rank 0, ``None`` elsewhere (all ranks hold the same
+    model). ``timeout_s`` bounds the wait for any one round (joining included): past it the
+    *process exits* with code ``STALL_EXIT_CODE``, since a blocked gRPC collective cannot be
+    interrupted, so run this in a dedicated process; ``None`` disables that. On error the
+    communicator is not finalised (that can block on a broken federation): let the process end.
+    """
+    import xgboost as xgb
+
+    if (X_valid is None) != (y_valid is None):
+        raise ValueError("give both X_valid and y_valid, or neither")
+    if early_stopping_rounds is not None and X_valid is None:
+        raise ValueError("early stopping needs a validation set at every institution")
+    p = _hist_params(params, binning)
+    dtrain = _dmatrix(X, y, binning)
+    evals = [(_dmatrix(X_valid, y_valid, binning), "valid")] if X_valid is not None else []
+
+    beat, stop = (lambda: None), threading.Event()
+    if timeout_s is not None:
+        beat, stop = _start_stall_watchdog(rank, timeout_s)
+
+    class _Progress(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: Any) -> bool:
+            beat()
+            if on_round is not None:
+                on_round(epoch)
+            return False
+
+    comm: dict[str, Any] = {
+        "dmlc_communicator": "federated",
+        "federated_server_address": server_address,
+        "federated_world_size": world_size,
+        "federated_rank": rank,
+    }
+    if timeout_s is not None:  # ignored by the federated communicator in 3.2; kept for later ones
+        comm["dmlc_timeout"] = int(math.ceil(timeout_s))
+    try:
+        xgb.collective.init(**comm)
+        booster = xgb.train(
+            p,
+            dtrain,
+            num_boost_round,
+            evals=evals,
+            early_stopping_rounds=early_stopping_rounds,
+            verbose_eval=False,
+            callbacks=[_Progress()],
+        )
+        beat()
+        xgb.collective.finalize()
+    finally:
+        stop.set()  # the caller handles errors from here on
+    return bytes(booster.save_raw("ubj")) if rank == 0 else None
+
+
+def _exit_with_parent() -> None:
+    """Child processes must not outlive a parent that was killed (no cleanup ran)."""
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _skip_sklearn() -> None:
+    """Speed up a simulated institution's start-up (child processes only).
+
+    xgboost imports scikit-learn eagerly when installed: ~2 s of CPU, about 80% of a worker's
+    start-up. Workers only call ``xgb.train``, so the import is made to fail (documented
+    ``sys.modules[name] = None``) and xgboost falls back to its sklearn-free stubs.
+    """
+    if "xgboost" not in sys.modules:
+        sys.modules.setdefault("sklearn", None)  # type: ignore[assignment]
+
+
+def _server_main(world_size: int, port: int, events: Any) -> None:
+    _exit_with_parent()
+    _skip_sklearn()
+    from xgboost.federated import FederatedTracker
+
+    try:
+        tracker = FederatedTracker(n_workers=world_size, port=port, secure=False)
+        tracker.start()
+        events.put(("server_ready", -1, port))
+        tracker.wait_for()  # does not return after training; the parent terminates us
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+        events.put(("server_error", -1, traceback.format_exc()))
+        raise
+
+
+def _error_summary(exc: BaseException) -> str:
+    """One readable line; XGBoost errors carry a timestamp, a C++ location and a backtrace."""
+    text = str(exc).split("Stack trace:")[0].strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    line = lines[-1] if lines else ""
+    line = re.sub(r"^\[[0-9:]+\]\s+\S+:\d+:\s*", "", line)
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def _worker_main(
+    rank: int, world_size: int, address: str, kwargs: dict[str, Any], events: Any
+) -> None:
+    _exit_with_parent()
+    _skip_sklearn()
+    try:
+        model = run_worker(
+            rank, world_size, address, on_round=lambda e: events.put(("round", rank, e)), **kwargs
+        )
+        events.put(("done", rank, model))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+        events.put(("error", rank, (_error_summary(exc), traceback.format_exc())))
+        events.close()
+        events.join_thread()  # make sure the report is out, then exit without finalising
+        os._exit(1)
+
+
+@contextmanager
+def _reserved_port(port: int | None) -> Iterator[int]:
+    """Hold the port while the server binds it, so no other process picks the same free port.
+
+    gRPC binds with SO_REUSEPORT, so a second gRPC server would silently share a port instead
+    of failing; we keep a bound (non-listening) SO_REUSEPORT socket until the server listens.
+    """
+    if port is not None:  # caller's port: fail clearly if a non-gRPC process already holds it
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise FederatedTrainingError(f"port {port} is already in use: {exc}") from exc
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("0.0.0.0", port or 0))
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    if code == STALL_EXIT_CODE:
+        return "gave up waiting for the federation"
+    return f"exit code {code}"
+
+
+def _terminate(procs: Sequence[Any], grace_s: float = 2.0) -> None:
+    """Stop every started child: SIGTERM, then SIGKILL whatever is still alive."""
+    started = [p for p in procs if p.pid is not None]
+    for p in started:
+        if p.is_alive():
+            p.terminate()
+            try:
+                os.kill(p.pid, signal.SIGCONT)  # a stopped process only sees SIGTERM once resumed
+            except OSError:
+                pass
+    deadline = time.monotonic() + grace_s
+    for p in started:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in started:
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)
+    for p in started:
+        try:
+            p.close()
+        except ValueError:  # still alive after SIGKILL (should not happen); leave it be
+            pass
+
+
+def _check_parts(parts: Sequence[Part], binning: GlobalBinning, what: str) -> None:
+    for i, (X, y) in enumerate(parts):
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != binning.n_features:
+            raise ValueError(f"{what} {i}: X must be 2-D with {binning.n_features} features")
+        if len(X) == 0 or len(X) != len(np.asarray(y).ravel()):
+            raise ValueError(f"{what} {i}: need at least one row and one label per row")
+
+
+def train_histogram_federated(
+    parts: Sequence[Part],
+    params: dict[str, Any],
+    num_boost_round: int,
+    *,
+    binning: GlobalBinning,
+    port: int | None = None,
+    timeout_s: float = 60,
+    startup_timeout_s: float | None = None,
+    valid_parts: Sequence[Part] | None = None,
+    early_stopping_rounds: int | None = None,
+    names: Sequence[str] | None = None,
+    on_round: Callable[[int, int], None] | None = None,
+) -> xgb.Booster:
+    """Simulate the federation on this machine: one server and one process per institution.
+
+    Each worker process (spawn context) bins and loads only its own ``(X, y)`` and runs
+    :func:`run_worker`. ``port=None`` picks a free port (the server listens on all
+    interfaces; workers connect via 127.0.0.1). ``timeout_s`` bounds the time the federation
+    may go without any round finishing; ``startup_timeout_s`` (default ``timeout_s``) bounds
+    the server start and the time until every institution finished its first round (process
+    start, data loading, joining). A worker that dies or raises is detected within ~0.1 s.
+    On any failure every child is terminated and :class:`FederatedTrainingError` names the
+    institution. ``on_round(rank, round)`` runs in this process as ranks report finished
+    rounds (0-based). Returns rank 0's model; it expects features transformed by ``binning``.
+    Lossless (equal to :func:`train_centralized`) unless rows are subsampled (``subsample``
+    < 1 draws different rows per institution than the pooled run does).
+    """
+    n = len(parts)
+    if n < 1:
+        raise ValueError("need at least one institution")
+    _check_parts(parts, binning, "institution")
+    if valid_parts is not None:
+        if len(valid_parts) != n:
+            raise ValueError("valid_parts needs one (X, y) per institution")
+        _check_parts(valid_parts, binning, "validation part")
+    if early_stopping_rounds is not None and valid_parts is None:
+        raise ValueError("early stopping needs valid_parts")
+    names = list(names) if names is not None else [f"institution {r}" for r in range(n)]
+    if len(names) != n:
+        raise ValueError("names needs one entry per institution")
+    _hist_params(params, binning)  # validate before starting processes
+    startup_s = timeout_s if startup_timeout_s is None else startup_timeout_s
+    worker_params = dict(params)
+    worker_params.setdefault("nthread", 1)  # all institutions share this machine's cores
+
+    def who(rank: int) -> str:
+        return f"{names[rank]} (rank {rank})"
+
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    procs: list[Any] = []
+    last_round = dict.fromkeys(range(n), -1)
+    results: dict[int, bytes | None] = {}
+
+    def where(rank: int) -> str:
+        r = last_round[rank]
+        return (
+            f"before finishing round 1 of {num_boost_round}"
+            if r < 0
+            else f"after round {r + 1} of {num_boost_round}"
+        )
+
+    try:
+        deadline = time.monotonic() + startup_s
+        with _reserved_port(port) as port_:
+            server = ctx.Process(
+                target=_server_main,
+                args=(n, port_, events),
+                name="consortia-xgb-server",
+                daemon=True,
+            )
+            server.start()
+            procs.append(server)
+            ready = False
+            while not (ready and _listening(port_)):
+                if time.monotonic() > deadline:
+                    raise FederatedTrainingError(
+                        f"federated server did not start listening on port {port_} "
+                        f"within {startup_s:.0f}s"
+                    )
+                try:
+                    kind, _, payload = events.get(timeout=_POLL_S)
+                    if kind == "server_error":
+                        last_line = payload.strip().splitlines()[-1]
+                        raise FederatedTrainingError(
+                            f"federated server failed to start: {last_line}", detail=payload
+                        )
+                    ready = ready or kind == "server_ready"
+                except queue_mod.Empty:
+                    pass
+                if not server.is_alive():
+                    raise FederatedTrainingError(
+                        f"federated server stopped at start-up ({_describe_exit(server.exitcode)})"
+                    )
+        address = f"127.0.0.1:{port_}"
+        for rank, (X, y) in enumerate(parts):
+            kwargs = {
+                "X": np.asarray(X),
+                "y": np.asarray(y),
+                "params": worker_params,
+                "num_boost_round": num_boost_round,
+                "timeout_s": max(timeout_s, startup_s) + _WORKER_GRACE_S,
+                "binning": binning,
+                "early_stopping_rounds": early_stopping_rounds,
+            }
+            if valid_parts is not None:
+                kwargs["X_valid"], kwargs["y_valid"] = map(np.asarray, valid_parts[rank])
+            proc = ctx.Process(
+                target=_worker_main,
+                args=(rank, n, address, kwargs, events),
+                name=f"consortia-xgb-worker-{rank}",
+                daemon=True,
+            )
+            proc.start()
+            procs.append(proc)
+        workers = procs[1:]
+        last_progress = time.monotonic()
+
+        def handle(msg: tuple[str, int, Any]) -> None:
+            nonlocal last_progress
+            kind, rank, payload = msg
+            if kind == "round":
+                last_round[rank] = max(last_round[rank], payload)
+                last_progress = time.monotonic()
+                if on_round is not None:
+                    on_round(rank, payload)
+            elif kind == "done":
+                results[rank] = payload
+                last_progress = time.monotonic()
+            elif kind == "error":
+                summary, tb = payload
+                raise FederatedTrainingError(
+                    f"{who(rank)} failed {where(rank)}: {summary}",
+                    rank=rank,
+                    last_round=last_round[rank],
+                    detail=tb,
+                )
+
+        def drain(wait_s: float) -> None:
+            end = time.monotonic() + wait_s
+            while True:
+                try:
+                    handle(events.get(timeout=max(0.0, end - time.monotonic())))
+                except queue_mod.Empty:
+                    return
+
+        while len(results) < n:
+            try:
+                handle(events.get(timeout=_POLL_S))
+            except queue_mod.Empty:
+                pass
+            dead = [r for r, w in enumerate(workers) if r not in results and w.exitcode is not None]
+            if dead or server.exitcode is not None:
+                drain(0.5)  # a final "done"/"error" may still be in the pipe
+                dead = [r for r in dead if r not in results]
+            if dead:
+                r = dead[0]
+                raise FederatedTrainingError(
+                    f"{who(r)} stopped {where(r)} ({_describe_exit(workers[r].exitcode)}); "
+                    "federated training aborted and all processes terminated",
+                    rank=r,
+                    last_round=last_round[r],
+                )
+            if server.exitcode is not None and len(results) < n:
+                raise FederatedTrainingError(
+                    f"federated server stopped during training ({_describe_exit(server.exitcode)})"
+                )
+            started = all(last_round[r] >= 0 or r in results for r in range(n))
+            limit = timeout_s if started else startup_s
+            if time.monotonic() - last_progress > limit:
+                pending = [r for r in range(n) if r not in results]
+                slowest = min(pending, key=lambda r: last_round[r])
+                if last_round[slowest] < max(last_round[r] for r in pending):
+                    blame, rank_ = f"{who(slowest)} is furthest behind", slowest
+                else:  # in lockstep: whoever hangs inside the round can't be told apart
+                    blame, rank_ = "an institution or the server stopped responding", None
+                raise FederatedTrainingError(
+                    f"federation stalled: no round finished for {limit:.0f}s "
+                    f"({', '.join(f'{who(r)}: {last_round[r] + 1}' for r in pending)} rounds "
+                    f"finished); {blame}; all processes terminated",
+                    rank=rank_,
+                    last_round=last_round[slowest],
+                )
+        import xgboost as xgb
+
+        model = results[0]
+        assert model is not None
+        return xgb.Booster(model_file=bytearray(model))
+    finally:
+        _terminate(procs)
+        events.close()
+        events.cancel_join_thread()
+
+
+def train_centralized(
+    parts: Sequence[Part],
+    params: dict[str, Any],
+    num_boost_round: int,
+    *,
+    binning: GlobalBinning,
+    valid_parts: Sequence[Part] | None = None,
+    early_stopping_rounds: int | None = None,
+) -> xgb.Booster:
+    """Pooled reference: the same params on all rows together (what federation must match)."""
+    import xgboost as xgb
+
+    _check_parts(parts, binning, "institution")
+    X = np.concatenate([np.asarray(x, dtype=np.float64) for x, _ in parts])
+    y = np.concatenate([np.asarray(t, dtype=np.float64).ravel() for _, t in parts])
+    evals = []
+    if valid_parts is not None:
+        _check_parts(valid_parts, binning, "validation part")
+        Xv = np.concatenate([np.asarray(x, dtype=np.float64) for x, _ in valid_parts])
+        yv = np.concatenate([np.asarray(t, dtype=np.float64).ravel() for _, t in valid_parts])
+        evals = [(_dmatrix(Xv, yv, binning), "valid")]
+    elif early_stopping_rounds is not None:
+        raise ValueError("early stopping needs valid_parts")
+    return xgb.train(
+        _hist_params(params, binning),
+        _dmatrix(X, y, binning),
+        num_boost_round,
+        evals=evals,
+        early_stopping_rounds=early_stopping_rounds,
+        verbose_eval=False,
+    )

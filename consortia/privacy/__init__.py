@@ -1,0 +1,8 @@
+"""What leaves an institution, and how it is protected (the privacy issue fills this package).
+
+Planned here, each one module: the node's disclosure policy (what a node may send, decided in
+its own node config), differential privacy (Flower's DP wrappers and accountant; Opacus for
+DP-SGD), secure aggregation (SecAgg+), homomorphic encryption (TenSEAL) and the
+membership-inference audit. Until then a run is plain federated averaging, and the model
+card says so.
+"""

@@ -1,0 +1,154 @@
+"""RunResult: what a run produced, as JSON for scripts and as a table for people.
+
+The JSON's top-level ``summary`` is a stable contract::
+
+    {"metric": "auroc", "pooled": {"local_only_mean": .., "federated": ..,
+                                   "federated_finetuned": .., "centralized": ..}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from consortia.data.preprocessing import Preprocessor
+
+MODES = ("local_only", "federated", "federated_finetuned", "centralized")
+MODE_TITLES = {
+    "local_only": "local-only",
+    "federated": "federated",
+    "federated_finetuned": "federated + fine-tuned",
+    "centralized": "centralized",
+}
+
+
+@dataclass
+class RoundRecord:
+    """Global metrics after one round (weighted means, plus ``pooled.*`` when scores are known)."""
+
+    round: int
+    metrics: dict[str, float]
+    seconds: float
+
+
+@dataclass
+class FederatedOutcome:
+    """What the ServerApp learned: rounds, per-institution metrics, the final model."""
+
+    rounds: list[RoundRecord]
+    per_institution: dict[str, dict[str, dict[str, float]]]  # name -> global|finetuned -> metrics
+    pooled: dict[str, dict[str, float]]  # global|finetuned -> metrics on the union of test splits
+    final_parameters: list[np.ndarray]
+    preprocessor: Preprocessor
+    institution_sizes: dict[str, dict[str, int]]
+    seconds: float
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["final_parameters"] = [
+            {"dtype": str(a.dtype), "shape": list(a.shape), "values": a.ravel().tolist()}
+            for a in self.final_parameters
+        ]
+        data["preprocessor"] = asdict(self.preprocessor)
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> FederatedOutcome:
+        data = json.loads(text)
+        data["rounds"] = [RoundRecord(**r) for r in data["rounds"]]
+        data["final_parameters"] = [
+            np.asarray(p["values"], dtype=p["dtype"]).reshape(p["shape"]) for p in data["final_parameters"]
+        ]
+        data["preprocessor"] = Preprocessor(**data["preprocessor"])
+        return cls(**data)
+
+
+@dataclass
+class RunResult:
+    """A whole comparison run: config, per-round history, every mode's metrics, timings."""
+
+    config: dict[str, Any]
+    vertical: str
+    primary_metric: str
+    institution_noun: str
+    rounds: list[RoundRecord]
+    #: institution -> mode -> metric name -> value (each institution's own test split)
+    per_institution: dict[str, dict[str, dict[str, float]]]
+    #: mode -> metrics on the union of the test splits (local_only: mean over institutions)
+    pooled: dict[str, dict[str, float]]
+    institution_sizes: dict[str, dict[str, int]]
+    timings: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        m = self.primary_metric
+        return {
+            "metric": m,
+            "pooled": {
+                "local_only_mean": self.pooled["local_only"].get(m),
+                "federated": self.pooled["federated"].get(m),
+                "federated_finetuned": self.pooled["federated_finetuned"].get(m),
+                "centralized": self.pooled["centralized"].get(m),
+            },
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["summary"] = self.summary
+        return _finite(data)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    # -- tables ---------------------------------------------------------------------------------
+    def table_rows(self, metric: str | None = None) -> list[dict[str, Any]]:
+        """One row per institution plus a pooled row: the comparison people read."""
+        metric = metric or self.primary_metric
+        rows = []
+        for name, modes in self.per_institution.items():
+            row: dict[str, Any] = {self.institution_noun: name}
+            row |= {MODE_TITLES[m]: modes.get(m, {}).get(metric) for m in MODES}
+            rows.append(row)
+        pooled: dict[str, Any] = {self.institution_noun: "pooled"}
+        pooled |= {MODE_TITLES[m]: self.pooled.get(m, {}).get(metric) for m in MODES}
+        rows.append(pooled)
+        return rows
+
+    def render_table(self, metric: str | None = None):  # -> rich.table.Table
+        from rich.table import Table
+
+        metric = metric or self.primary_metric
+        table = Table(title=f"{self.vertical}: {metric.upper()} on each {self.institution_noun}'s test split")
+        rows = self.table_rows(metric)
+        for column in rows[0]:
+            table.add_column(column, justify="left" if column == self.institution_noun else "right")
+        for i, row in enumerate(rows):
+            cells = [row[self.institution_noun]] + [_fmt(v) for k, v in row.items() if k != self.institution_noun]
+            table.add_row(*cells, end_section=(i == len(rows) - 2))
+        return table
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}"
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: write null instead so every parser can read the file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
