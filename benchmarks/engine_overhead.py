@@ -24,10 +24,10 @@ import time
 import numpy as np
 
 from consortia import ExperimentConfig
-from consortia.federation.engines import run_engine
 from consortia.data.institutions import institution_seed, load_federation
-from consortia.learners import make_learner
 from consortia.data.preprocessing import FeatureSummary, merge_summaries
+from consortia.federation.engines import run_engine
+from consortia.learners import make_learner
 from consortia.logs import set_flower_verbosity
 
 

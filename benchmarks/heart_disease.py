@@ -22,8 +22,8 @@ import numpy as np
 
 from consortia import ExperimentConfig, run_experiment
 from consortia.cli.data_options import data_options
-from consortia.learners import LEARNERS
 from consortia.data import flamby as flamby_heart
+from consortia.learners import LEARNERS
 
 MODES = ("local_only", "federated", "federated_finetuned", "centralized")
 
@@ -37,7 +37,9 @@ def consortia_protocol(rounds: int, seed: int) -> dict:
         result = run_experiment(config)
         out[model] = {"result": result.to_dict(), "seconds": time.perf_counter() - started}
         for metric in ("auroc", "accuracy"):
-            _print_table(f"consortia protocol, {model}, {metric} (seed {seed}, {rounds} rounds)", result.to_dict(), metric)
+            _print_table(
+                f"consortia protocol, {model}, {metric} (seed {seed}, {rounds} rounds)", result.to_dict(), metric
+            )
     return out
 
 

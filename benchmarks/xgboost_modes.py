@@ -49,9 +49,7 @@ def bench_vertical(name: str, rounds: int, rows: int | None, seed: int) -> tuple
     cyclic = run_experiment(ExperimentConfig.build(**base, xgb_mode="cyclic"), baselines=False)
     histogram = run_histogram(ExperimentConfig.build(**base, xgb_mode="histogram"))
     lines.append(_row(name, "centralized", bagging.pooled["centralized"], bagging.timings["centralized_s"]))
-    lines.append(
-        _row(name, "histogram", histogram.result.pooled["federated"], histogram.result.timings["federated_s"])
-    )
+    lines.append(_row(name, "histogram", histogram.result.pooled["federated"], histogram.result.timings["federated_s"]))
     lines.append(_row(name, "bagging", bagging.pooled["federated"], bagging.timings["federated_s"]))
     lines.append(_row(name, "cyclic", cyclic.pooled["federated"], cyclic.timings["federated_s"]))
     lines.append(_row(name, "local-only mean", bagging.pooled["local_only"], bagging.timings["local_only_s"]))

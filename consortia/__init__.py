@@ -32,4 +32,4 @@ def __getattr__(name: str) -> Any:  # keeps `import consortia` cheap (no torch, 
     raise AttributeError(name)
 
 
-__all__ = ["ExperimentConfig", "RunResult", "run_experiment", "__version__"]
+__all__ = ["ExperimentConfig", "RunResult", "__version__", "run_experiment"]

@@ -45,9 +45,7 @@ class Registry(Generic[T]):
             module_name, _, attr = self._lazy[key].partition(":")
             self._items[key] = getattr(importlib.import_module(module_name), attr)
         if key not in self._items:
-            raise ConfigError(
-                f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}"
-            )
+            raise ConfigError(f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}")
         return self._items[key]
 
     def names(self) -> list[str]:

@@ -60,9 +60,7 @@ def test_no_import_cycles_between_modules() -> None:
 
 
 def _in_cycle(graph, module: str) -> bool:  # type: ignore[no-untyped-def]
-    return any(
-        graph.chain_exists(imported, module) for imported in graph.find_modules_directly_imported_by(module)
-    )
+    return any(graph.chain_exists(imported, module) for imported in graph.find_modules_directly_imported_by(module))
 
 
 def test_ruff_lint_is_clean() -> None:

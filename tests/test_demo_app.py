@@ -243,8 +243,8 @@ def test_uploads_are_written_only_inside_a_temporary_folder(monkeypatch, tmp_pat
 
 
 def test_gain_sentence_names_who_gained_and_by_how_much():
-    from consortia.runs.results import RunResult
     from consortia.demo.overview import federation_gains
+    from consortia.runs.results import RunResult
 
     def modes(local, finetuned):
         return {"local_only": {"auroc": local}, "federated": {"auroc": finetuned},
@@ -279,8 +279,8 @@ def test_data_overview_distribution_shares_sum_to_one(small_config):
 
 
 def test_comparison_csv_round_trips(small_config):
-    from consortia.demo.widgets import comparison_frame
     from consortia import run_experiment
+    from consortia.demo.widgets import comparison_frame
 
     result = run_experiment(small_config(rounds=2))
     frame = comparison_frame(result)

@@ -19,13 +19,12 @@ from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
 from consortia.cli import app
-
 from consortia.config import ExperimentConfig
+from consortia.errors import ConfigError, FederationError
 from consortia.federation.engines.deployment import LocalFederation
 from consortia.federation.engines.inprocess import run as run_inprocess
 from consortia.federation.grids import MinimumNodesGrid
 from consortia.runs.folder import RunFolder
-from consortia.errors import ConfigError, FederationError
 from consortia.verticals import get_vertical
 
 ROUNDS = 3
@@ -130,7 +129,12 @@ def test_serve_commands_wrap_flower_with_tls_on_by_default(tmp_path, hospital_fi
     assert runner.invoke(app, ["serve", "certs", str(tmp_path / "certs"), "--node", "a"]).exit_code == 0
     link = runner.invoke(app, ["serve", "link", "--certs", str(tmp_path / "certs"), "--dry-run"])
     assert link.exit_code == 0
-    for flag in ("flower-superlink", "--ssl-certfile", "--enable-supernode-auth", "--disable-runtime-dependency-installation"):
+    for flag in (
+        "flower-superlink",
+        "--ssl-certfile",
+        "--enable-supernode-auth",
+        "--disable-runtime-dependency-installation",
+    ):
         assert flag in link.output
     node = runner.invoke(app, ["serve", "node", "--data", str(hospital_files[0]), "--certs", str(tmp_path / "certs"),
                                "--key", str(tmp_path / "certs" / "nodes" / "a"), "--dry-run"])  # fmt: skip
@@ -214,6 +218,11 @@ def test_connection_entry_is_escaped_toml(tmp_path):
     ca = tmp_path / 'odd "dir" \\ here' / "ca.crt"
     path = write_connection(tmp_path, "consortia", '127.0.0.1:9093"\n[evil]', Tls(ca))
     data = tomllib.loads(path.read_text())
-    assert data == {"superlink": {"default": "consortia", "consortia": {"address": '127.0.0.1:9093"\n[evil]', "root-certificates": str(ca)}}}
+    assert data == {
+        "superlink": {
+            "default": "consortia",
+            "consortia": {"address": '127.0.0.1:9093"\n[evil]', "root-certificates": str(ca)},
+        }
+    }
     with pytest.raises(ConfigError, match="connection name"):
         write_connection(tmp_path, "x]\n[evil", "127.0.0.1:1", None)

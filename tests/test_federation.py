@@ -12,9 +12,9 @@ from consortia.federation.engines import run_engine
 
 
 def _final(outcome):
-    return {
-        name: modes["global"]["auroc"] for name, modes in outcome.per_institution.items()
-    } | {"pooled": outcome.pooled["global"]["auroc"]}
+    return {name: modes["global"]["auroc"] for name, modes in outcome.per_institution.items()} | {
+        "pooled": outcome.pooled["global"]["auroc"]
+    }
 
 
 def test_same_seed_same_numbers_and_other_seed_differs(small_config):

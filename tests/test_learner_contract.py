@@ -155,8 +155,8 @@ def test_bad_option_values_are_config_errors_at_construction(model, params, mess
     ],
 )
 def test_bad_strategy_values_are_config_errors(name, params, message):
-    from consortia.federation.strategies import build_strategy
     from consortia.errors import ConfigError
+    from consortia.federation.strategies import build_strategy
 
     with pytest.raises(ConfigError) as info:
         build_strategy(name, params, num_institutions=3)
@@ -183,7 +183,9 @@ def test_cli_reports_bad_option_values_in_one_line(args, needle):
 
     from consortia.cli import app
 
-    result = CliRunner().invoke(app, ["run", "healthcare", "--institutions", "2", "--rows", "400", "--rounds", "1", *args])
+    result = CliRunner().invoke(
+        app, ["run", "healthcare", "--institutions", "2", "--rows", "400", "--rounds", "1", *args]
+    )
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     lines = [line for line in result.output.splitlines() if line.strip()]

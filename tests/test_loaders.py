@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from factories import patients as _patients
 
 from consortia.data.loaders import load_file, load_files, schema_from_summaries
 from consortia.data.mapping import DataMapping
@@ -15,7 +16,6 @@ from consortia.data.preprocessing import FeatureSummary
 from consortia.errors import ConfigError, DataValidationError
 from consortia.examples import EXAMPLES, find_example_for, get_example
 from consortia.verticals import get_vertical
-from factories import patients as _patients
 
 SCHEMA = get_vertical("healthcare").schema
 
@@ -161,9 +161,7 @@ def test_malformed_mapping_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="exactly one"):
         DataMapping.from_file(bad)
     with pytest.raises(DataValidationError, match="does not have"):
-        load_file(
-            _write(tmp_path / "a.csv", _patients()), SCHEMA, DataMapping.parse({"columns": {"x": "nope"}})
-        )
+        load_file(_write(tmp_path / "a.csv", _patients()), SCHEMA, DataMapping.parse({"columns": {"x": "nope"}}))
 
 
 def test_parquet_reads_like_csv(tmp_path):

@@ -10,8 +10,8 @@ import pytest
 from sklearn.metrics import f1_score
 
 from consortia.config import ExperimentConfig
-from consortia.experiment import run_experiment
 from consortia.data.institutions import load_federation
+from consortia.experiment import run_experiment
 from consortia.verticals import get_vertical
 from consortia.verticals.manufacturing.generator import DEFECT_RATE_BOUNDS, factory_profiles, generate
 from consortia.verticals.manufacturing.metrics import f1_threshold, manufacturing_metrics
@@ -30,7 +30,7 @@ def test_defect_rate_is_within_bounds_at_every_factory(frame) -> None:
     low, high = DEFECT_RATE_BOUNDS
     assert len(rates) == FACTORIES
     assert ((rates >= low) & (rates <= high)).all(), rates.to_dict()
-    assert 0.01 <= low and high <= 0.08  # the 1-8 %
+    assert low >= 0.01 and high <= 0.08  # the 1-8 %
     profiles = factory_profiles(FACTORIES, np.random.default_rng(21))
     np.testing.assert_allclose(rates.to_numpy(), profiles["defect_rate"].to_numpy(), atol=1e-3)
 

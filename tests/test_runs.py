@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from consortia.runs.predict import predict_file
+from consortia.errors import ConfigError, DataValidationError
 from consortia.experiment.recorded import resume_config, run_recorded
 from consortia.runs.folder import RunFolder
-from consortia.errors import ConfigError, DataValidationError
+from consortia.runs.predict import predict_file
 
 
 class Interrupt(Exception):

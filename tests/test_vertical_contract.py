@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from consortia.config import ExperimentConfig
-from consortia.experiment import run_experiment
 from consortia.data.institutions import load_federation
+from consortia.experiment import run_experiment
 from consortia.verticals import VERTICALS, Vertical, get_vertical
 
 NAMES = VERTICALS.names()

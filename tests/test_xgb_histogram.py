@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 import pytest
-from processes import spawned_children
 import xgboost as xgb
+from processes import spawned_children
 
 from consortia.learners.xgboost.histogram import (
     FederatedTrainingError,
@@ -128,9 +128,7 @@ def test_busy_port_is_reported_before_any_process_starts(federation):
 def test_federated_equals_centralized(federation):
     parts, binning = federation
     before = spawned_children()
-    fed = train_histogram_federated(
-        parts, PARAMS, 30, binning=binning, timeout_s=60, startup_timeout_s=120
-    )
+    fed = train_histogram_federated(parts, PARAMS, 30, binning=binning, timeout_s=60, startup_timeout_s=120)
     cen = train_centralized(parts, PARAMS, 30, binning=binning)
     X_test = np.concatenate([make_institution(s, 400, sh)[0] for s, sh in [(11, -0.8), (12, 0.9)]])
     d = xgb.DMatrix(binning.transform(X_test))
@@ -197,9 +195,7 @@ def test_institution_that_raises_aborts_federation(federation):
     before = spawned_children()
     start = time.monotonic()
     with pytest.raises(FederatedTrainingError, match=r"rank 1\) failed.*label") as err:
-        train_histogram_federated(
-            bad, PARAMS, 30, binning=binning, timeout_s=20, startup_timeout_s=120
-        )
+        train_histogram_federated(bad, PARAMS, 30, binning=binning, timeout_s=20, startup_timeout_s=120)
     assert time.monotonic() - start < 120
     assert err.value.rank == 1 and "Traceback" in err.value.detail
     assert spawned_children() - before == set()

@@ -10,11 +10,11 @@ import xgboost as xgb
 from flwr.serverapp.strategy.strategy_utils import aggregate_bagging
 
 from consortia.config import ExperimentConfig
-from consortia.learners import make_learner
-from consortia.learners.xgboost.learner import BIN_EDGES_ATTR
-from consortia.federation.strategies import build_strategy
-from consortia.learners.xgboost.histogram import GlobalBinning
 from consortia.errors import ConfigError
+from consortia.federation.strategies import build_strategy
+from consortia.learners import make_learner
+from consortia.learners.xgboost.histogram import GlobalBinning
+from consortia.learners.xgboost.learner import BIN_EDGES_ATTR
 
 
 def _data(seed: int = 0, n: int = 800, d: int = 5, positive_rate: float = 0.5):
@@ -83,9 +83,7 @@ def test_cyclic_continues_the_global_model_and_sends_all_of_it():
     assert sent.num_boosted_rounds() == 2 + 6
     # the first institution's trees are kept unchanged at the front
     head = sent[:2]
-    np.testing.assert_allclose(
-        head.predict(xgb.DMatrix(X)), first.predict_proba(X).astype(np.float32), atol=1e-6
-    )
+    np.testing.assert_allclose(head.predict(xgb.DMatrix(X)), first.predict_proba(X).astype(np.float32), atol=1e-6)
 
 
 def test_balanced_weight_uses_the_institutions_own_labels():
@@ -153,7 +151,9 @@ def test_xgb_mode_picks_the_flower_strategy_and_reaches_the_learner():
         again = ExperimentConfig.from_run_config(config.to_run_config())  # what Flower nodes see
         assert again == config
     assert ExperimentConfig.build(model="xgboost").xgb_mode == "bagging"
-    assert ExperimentConfig.build(model="xgboost", strategy="fedxgb_cyclic", xgb_mode="cyclic").strategy == "fedxgb_cyclic"
+    assert (
+        ExperimentConfig.build(model="xgboost", strategy="fedxgb_cyclic", xgb_mode="cyclic").strategy == "fedxgb_cyclic"
+    )
 
 
 @pytest.mark.parametrize(

@@ -10,18 +10,18 @@ import time
 
 import numpy as np
 import pytest
-from processes import spawned_children
 import xgboost as xgb
+from processes import spawned_children
 from typer.testing import CliRunner
 
 from consortia.cli import app
 from consortia.config import ExperimentConfig
-from consortia.federation.server import ServerHooks
-from consortia.federation.engines import run_engine
-from consortia.experiment import run_experiment
-from consortia.runs.results import MODES
-from consortia.experiment.histogram import run_histogram
 from consortia.errors import FederationError
+from consortia.experiment import run_experiment
+from consortia.experiment.histogram import run_histogram
+from consortia.federation.engines import run_engine
+from consortia.federation.server import ServerHooks
+from consortia.runs.results import MODES
 from consortia.verticals import VERTICALS
 
 VERTICAL_NAMES = [v for v in ("healthcare", "finance", "manufacturing") if v in VERTICALS]

@@ -64,5 +64,3 @@ def demo(
     ]  # fmt: skip
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.execv(sys.executable, command)  # the demo's process is Streamlit's: signals reach it directly
-
-

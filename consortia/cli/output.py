@@ -54,5 +54,3 @@ def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, Any]:
                     pass
         parsed[key.strip()] = value
     return parsed
-
-

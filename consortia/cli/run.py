@@ -22,9 +22,15 @@ def run(
     finetune_epochs: Annotated[int, typer.Option(help="local fine-tuning epochs after federation")] = 2,
     model: Annotated[str | None, typer.Option(help="logistic | mlp | xgboost (default: logistic)")] = None,
     model_param: Annotated[list[str] | None, typer.Option(help="model option key=value (repeatable)")] = None,
-    strategy: Annotated[str, typer.Option(help="fedavg | fedprox | fedadam | fedyogi | fedmedian | krum ...")] = "fedavg",
-    strategy_param: Annotated[list[str] | None, typer.Option(help="strategy option key=value, e.g. proximal-mu=0.1")] = None,
-    xgb_mode: Annotated[str | None, typer.Option(help="--model xgboost: bagging | cyclic (Flower) | histogram (lossless)")] = None,
+    strategy: Annotated[
+        str, typer.Option(help="fedavg | fedprox | fedadam | fedyogi | fedmedian | krum ...")
+    ] = "fedavg",
+    strategy_param: Annotated[
+        list[str] | None, typer.Option(help="strategy option key=value, e.g. proximal-mu=0.1")
+    ] = None,
+    xgb_mode: Annotated[
+        str | None, typer.Option(help="--model xgboost: bagging | cyclic (Flower) | histogram (lossless)")
+    ] = None,
     fraction_train: Annotated[float, typer.Option(help="share of institutions sampled per round")] = 1.0,
     partition: Annotated[str, typer.Option(help="natural | iid | dirichlet | quantity")] = "natural",
     alpha: Annotated[float, typer.Option(help="skew for dirichlet/quantity (smaller = more skew)")] = 0.5,
@@ -33,19 +39,25 @@ def run(
     seed: Annotated[int, typer.Option(help="the same seed gives the same numbers")] = 42,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the RunResult JSON here")] = None,
     verbose: Annotated[bool, typer.Option(help="show Flower's own log")] = False,
-    data: Annotated[list[Path] | None, typer.Option("--data", help="one CSV/Parquet per institution (repeatable)")] = None,
+    data: Annotated[
+        list[Path] | None, typer.Option("--data", help="one CSV/Parquet per institution (repeatable)")
+    ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="folder with one file per institution")] = None,
     target: Annotated[str | None, typer.Option(help="target column in the files")] = None,
     map_path: Annotated[Path | None, typer.Option("--map", help="mapping.yaml: file columns/labels -> schema")] = None,
     example: Annotated[str | None, typer.Option(help="a shipped data set (see `consortia examples`)")] = None,
-    protocol: Annotated[str, typer.Option(help="consortia | flamby (FLamby's Fed-Heart-Disease preprocessing)")] = "consortia",
+    protocol: Annotated[
+        str, typer.Option(help="consortia | flamby (FLamby's Fed-Heart-Disease preprocessing)")
+    ] = "consortia",
     run_dir: Annotated[Path | None, typer.Option(help="run folder (default: runs/<vertical>-<time>)")] = None,
-    resume: Annotated[Path | None, typer.Option(help="continue the run in this folder from its last checkpoint")] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="continue the run in this folder from its last checkpoint")
+    ] = None,
     metric: Annotated[str | None, typer.Option(help="metric of the printed table (default: the vertical's)")] = None,
 ) -> None:
     """Train federated, centralized and local-only models and print the comparison table."""
-    from consortia.config import ExperimentConfig
     from consortia.cli.data_options import data_options
+    from consortia.config import ExperimentConfig
     from consortia.experiment.recorded import resume_config
     from consortia.runs.folder import default_run_dir
     from consortia.verticals import get_vertical
@@ -133,5 +145,3 @@ def _run_with_progress(config):
             err_console.print(f"run folder: {folder.path}", highlight=False)
             return result
         return run_experiment(config, on_round=on_round)
-
-

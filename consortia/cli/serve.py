@@ -88,7 +88,9 @@ def link(
     insecure: Insecure = False,
     host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0 for other machines)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="the SuperLink's one port (SuperNodes, flwr, ServerApp)")] = 9093,
-    auth: Annotated[bool, typer.Option(help="SuperNode authentication (register keys with `flwr supernode register`)")] = True,
+    auth: Annotated[
+        bool, typer.Option(help="SuperNode authentication (register keys with `flwr supernode register`)")
+    ] = True,
     database: Annotated[Path | None, typer.Option(help="SQLite file for the SuperLink's state")] = None,
     dry_run: DryRun = False,
 ) -> None:
@@ -157,10 +159,10 @@ def submit(
 ) -> None:
     """Submit a run to a SuperLink (wraps `flwr run` with Consortia's app and your settings)."""
     from consortia.config import ExperimentConfig
-    from consortia.federation.engines.deployment import APP_DIR, run_config_toml
-    from consortia.runs.folder import default_run_dir
     from consortia.data.mapping import DataMapping
+    from consortia.federation.engines.deployment import APP_DIR, run_config_toml
     from consortia.federation.engines.deployment.commands import deployment_env, executable, write_connection
+    from consortia.runs.folder import default_run_dir
 
     tls = _tls(certs, insecure, server=False)
     data: dict = {}

@@ -130,9 +130,7 @@ class ExperimentConfig(BaseModel):
             (ENGINES, self.engine),
         ):
             if value not in registry:
-                raise ValueError(
-                    f"unknown {registry.kind} '{value}'; choose one of: {', '.join(registry.names())}"
-                )
+                raise ValueError(f"unknown {registry.kind} '{value}'; choose one of: {', '.join(registry.names())}")
         return self
 
     # -- construction with readable errors ---------------------------------------------------

@@ -71,9 +71,7 @@ class InstitutionData:
     def summary(self, schema: TabularSchema) -> FeatureSummary:
         return FeatureSummary.from_frame(self.train, schema)
 
-    def arrays(
-        self, preprocessor: Preprocessor, target: str
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def arrays(self, preprocessor: Preprocessor, target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return (
             preprocessor.transform(self.train),
             self.train[target].to_numpy(dtype=int),
@@ -160,9 +158,7 @@ def _load_federation_cached(keyed: SourceKey, fingerprint: str, _files: tuple = 
             f"({', '.join(list(parts)[:6])}), but the run is configured for {config.institutions}; "
             f"set institutions={len(parts)}"
         )
-    institutions = {
-        name: split_institution(name, part, vertical, schema, config) for name, part in parts.items()
-    }
+    institutions = {name: split_institution(name, part, vertical, schema, config) for name, part in parts.items()}
     return Federation(schema, institutions)
 
 

@@ -405,9 +405,9 @@ def schema_from_summaries(base: TabularSchema, summaries: Sequence[FeatureSummar
         return base
     names = [set(s.numeric) | set(s.categorical) for s in summaries]
     everywhere = names[0].intersection(*names[1:])
-    numeric_extra = sorted(n for n in everywhere if n not in base.feature_names and all(n in s.numeric for s in summaries))
-    categorical_extra = sorted(
-        n for n in everywhere if n not in base.feature_names and n not in numeric_extra
+    numeric_extra = sorted(
+        n for n in everywhere if n not in base.feature_names and all(n in s.numeric for s in summaries)
     )
+    categorical_extra = sorted(n for n in everywhere if n not in base.feature_names and n not in numeric_extra)
     present = [n for n in base.feature_names if n in everywhere]
     return base.select(present).with_extra(numeric_extra, categorical_extra)

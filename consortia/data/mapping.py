@@ -118,9 +118,7 @@ class DataMapping(BaseModel):
     @classmethod
     def _labels_as_text(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {
-                col: {label(k): str(v) for k, v in (table or {}).items()} for col, table in value.items()
-            }
+            return {col: {label(k): str(v) for k, v in (table or {}).items()} for col, table in value.items()}
         return value
 
     # -- construction ------------------------------------------------------------------------

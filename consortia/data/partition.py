@@ -32,9 +32,7 @@ def partition_frame(
     if config.kind == "natural":
         column = config.column or natural_column
         if column is None or column not in frame.columns:
-            raise ConfigError(
-                f"partition 'natural' needs a column to split by; '{column}' is not in the data"
-            )
+            raise ConfigError(f"partition 'natural' needs a column to split by; '{column}' is not in the data")
         indices = _natural_indices(frame, column)
     else:
         if num_institutions > len(frame):
@@ -101,9 +99,7 @@ def _resplit_indices(
     return {f"inst-{i + 1:0{width}d}": list(map(int, ids[i])) for i in range(n)}
 
 
-def quantity_skew_sizes(
-    total: int, n: int, alpha: float, min_rows: int, rng: np.random.Generator
-) -> list[int]:
+def quantity_skew_sizes(total: int, n: int, alpha: float, min_rows: int, rng: np.random.Generator) -> list[int]:
     """Institution sizes drawn from Dirichlet(alpha); each gets at least ``min_rows``."""
     floor = min(min_rows, total // n)
     spare = total - floor * n

@@ -80,9 +80,7 @@ class TabularSchema:
             )
         return replace(self, features=tuple(f for f in self.features if f.name in keep))
 
-    def with_extra(
-        self, numeric: Sequence[str] = (), categorical: Sequence[str] = ()
-    ) -> TabularSchema:
+    def with_extra(self, numeric: Sequence[str] = (), categorical: Sequence[str] = ()) -> TabularSchema:
         """Add user-declared feature columns that the vertical does not know about."""
         known = set(self.feature_names)
         added = [Feature(n, "numeric") for n in numeric if n not in known]
@@ -109,9 +107,7 @@ class TabularSchema:
         The input frame is never modified.
         """
         if len(frame) < min_rows:
-            raise DataValidationError(
-                f"has {len(frame)} rows; at least {min_rows} are needed", source=source
-            )
+            raise DataValidationError(f"has {len(frame)} rows; at least {min_rows} are needed", source=source)
         missing = [f.name for f in self.features if f.name not in frame.columns]
         if missing:
             raise DataValidationError(
@@ -120,9 +116,7 @@ class TabularSchema:
                 column=missing[0],
             )
         if require_target and self.target not in frame.columns:
-            raise DataValidationError(
-                f"target column '{self.target}' is missing", source=source, column=self.target
-            )
+            raise DataValidationError(f"target column '{self.target}' is missing", source=source, column=self.target)
         _raise_first_failure(self._pandera_schema(require_target), frame, source)
         out = frame.copy()
         for f in self.numeric:
@@ -162,9 +156,7 @@ class TabularSchema:
                 checks.append(pa.Check.le(f.max))
             columns[f.name] = pa.Column(float, checks=checks, nullable=True, coerce=True)
         if require_target:
-            columns[self.target] = pa.Column(
-                float, checks=[pa.Check.isin([0, 1])], nullable=False, coerce=True
-            )
+            columns[self.target] = pa.Column(float, checks=[pa.Check.isin([0, 1])], nullable=False, coerce=True)
         return pa.DataFrameSchema(columns, strict=False)
 
 

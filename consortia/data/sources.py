@@ -12,7 +12,14 @@ import functools
 import pandas as pd
 
 from consortia.config import ExperimentConfig
-from consortia.data.institutions import Federation, InstitutionData, RowSource, SourceKey, files_version, split_institution
+from consortia.data.institutions import (
+    Federation,
+    InstitutionData,
+    RowSource,
+    SourceKey,
+    files_version,
+    split_institution,
+)
 from consortia.data.loaders import LoadedData, institution_name, load_file, load_files
 from consortia.data.mapping import DataMapping
 from consortia.data.partition import partition_frame

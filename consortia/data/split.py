@@ -15,14 +15,11 @@ def stratified_split(
     counts = frame[target].value_counts()
     if counts.min() < 2 or len(counts) < 2:
         raise DataValidationError(
-            f"needs at least 2 rows of each class to split into train and test; "
-            f"class counts: {counts.to_dict()}",
+            f"needs at least 2 rows of each class to split into train and test; class counts: {counts.to_dict()}",
             source=source,
             column=target,
         )
-    train, test = train_test_split(
-        frame, test_size=test_fraction, random_state=seed, stratify=frame[target]
-    )
+    train, test = train_test_split(frame, test_size=test_fraction, random_state=seed, stratify=frame[target])
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
@@ -33,7 +30,5 @@ def temporal_split(
     ordered = frame.sort_values(time_column, kind="stable").reset_index(drop=True)
     cut = int(round(len(ordered) * (1 - test_fraction)))
     if cut < 1 or cut >= len(ordered):
-        raise DataValidationError(
-            f"{len(ordered)} rows are too few for a temporal split", source=source
-        )
+        raise DataValidationError(f"{len(ordered)} rows are too few for a temporal split", source=source)
     return ordered.iloc[:cut].reset_index(drop=True), ordered.iloc[cut:].reset_index(drop=True)

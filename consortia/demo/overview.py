@@ -74,9 +74,7 @@ class DataOverview:
             for name, rows in self.frame.groupby(self.noun, sort=True):
                 values = rows[feature].to_numpy(dtype=float)
                 counts, _ = np.histogram(values[~np.isnan(values)], bins=edges)
-                parts.append(
-                    pd.DataFrame({self.noun: name, "value": centres, "share": counts / max(len(values), 1)})
-                )
+                parts.append(pd.DataFrame({self.noun: name, "value": centres, "share": counts / max(len(values), 1)}))
             out = pd.concat(parts, ignore_index=True)
         else:
             labels = column.map(lambda v: _MISSING if _is_missing(v) else _label(v))

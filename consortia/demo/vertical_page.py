@@ -17,8 +17,8 @@ def render_vertical_page(name: str) -> None:
         )
         return
 
-    from consortia.demo import widgets
     from consortia.config import ExperimentConfig
+    from consortia.demo import widgets
     from consortia.errors import ConsortiaError
     from consortia.verticals import get_vertical
 

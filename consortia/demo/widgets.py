@@ -52,8 +52,8 @@ def sidebar_controls(vertical: Vertical) -> dict[str, Any]:
 
     Later controls (privacy budget, secure aggregation) add their keys here.
     """
-    from consortia.learners import LEARNERS
     from consortia.federation.strategies import STRATEGIES
+    from consortia.learners import LEARNERS
 
     v = vertical.name
     bar = st.sidebar
@@ -165,10 +165,7 @@ def data_tab(vertical: Vertical, config: ExperimentConfig) -> None:
     st.altair_chart(chart.properties(title=f"Distribution of {feature} per {noun}"), width="stretch")
     missing = overview.missing_rate(feature)
     if missing.any():
-        st.caption(
-            f"Missing {feature}: "
-            + ", ".join(f"{name} {rate:.0%}" for name, rate in missing.items())
-        )
+        st.caption(f"Missing {feature}: " + ", ".join(f"{name} {rate:.0%}" for name, rate in missing.items()))
 
 
 # -- run tab ------------------------------------------------------------------------------------
@@ -238,7 +235,11 @@ def _live_run(vertical: Vertical, config: ExperimentConfig) -> RunResult | None:
     v = vertical.name
     metric = vertical.primary_metric
     rounds: list[RoundRecord] = []
-    st.session_state[key(v, "partial")] = {"fingerprint": config.fingerprint(), "rounds": rounds, "total": config.rounds}
+    st.session_state[key(v, "partial")] = {
+        "fingerprint": config.fingerprint(),
+        "rounds": rounds,
+        "total": config.rounds,
+    }
     live = st.empty()
     with live.container():
         bar_col, stop_col = st.columns([5, 1], vertical_alignment="center")
@@ -251,11 +252,15 @@ def _live_run(vertical: Vertical, config: ExperimentConfig) -> RunResult | None:
         value = rounds_frame([record], metric)[metric].iloc[0]
         done = record.round >= config.rounds
         text = f"Round {record.round}/{config.rounds}: {metric_label(metric)} {value:.4f}"
-        progress.progress(min(record.round / config.rounds, 1.0), text=text + (" - training the baselines ..." if done else ""))
+        progress.progress(
+            min(record.round / config.rounds, 1.0), text=text + (" - training the baselines ..." if done else "")
+        )
         chart.altair_chart(rounds_chart(rounds, metric, config.rounds), width="stretch")
 
     try:
-        result = run_live(config, on_round=on_round, should_stop=lambda: bool(st.session_state.get(key(v, "stop_requested"))))
+        result = run_live(
+            config, on_round=on_round, should_stop=lambda: bool(st.session_state.get(key(v, "stop_requested")))
+        )
     except RunStopped:
         live.empty()
         _show_stopped(vertical, st.session_state[key(v, "partial")])
@@ -369,9 +374,7 @@ def upload_tab(vertical: Vertical, settings: dict[str, Any]) -> None:
         "Example file", _example_csv(v), file_name=f"{v}-example.csv", mime="text/csv",
         icon=":material/description:", on_click="ignore", key=key(v, "example"),
     )  # fmt: skip
-    files = st.file_uploader(
-        "Institution files (CSV)", type=["csv"], accept_multiple_files=True, key=key(v, "upload")
-    )
+    files = st.file_uploader("Institution files (CSV)", type=["csv"], accept_multiple_files=True, key=key(v, "upload"))
     if not files:
         return
     checks = check_uploads(v, [(f.name, f.getvalue()) for f in files])
@@ -396,8 +399,8 @@ def upload_tab(vertical: Vertical, settings: dict[str, Any]) -> None:
 
 
 def _train_on_uploads(vertical: Vertical, settings: dict[str, Any], files: list[tuple[str, bytes]]) -> None:
-    from consortia.demo.uploads import uploaded_files
     from consortia.config import ExperimentConfig
+    from consortia.demo.uploads import uploaded_files
 
     with uploaded_files(files) as paths:
         try:

@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable
 
 from consortia.config import ExperimentConfig
-from consortia.federation.server import ServerHooks
+from consortia.data.institutions import load_federation
 from consortia.experiment.baselines import compare_baselines, predictor, train_centralized
 from consortia.federation.engines import run_engine
-from consortia.data.institutions import load_federation
+from consortia.federation.server import ServerHooks
 from consortia.runs.results import RoundRecord, RunResult
 from consortia.verticals import get_vertical
 
@@ -70,4 +70,3 @@ def run_experiment(
             "federated + fine-tuned pools each institution's own fine-tuned model on its own test rows",
         ],
     )
-

@@ -181,7 +181,9 @@ def run_histogram(
         "pooled local_only is the mean over institutions of each local model on all test rows",
         "federated + fine-tuned pools each institution's own fine-tuned model on its own test rows",
     ]
-    sizes = {n: {"train": len(i.train), "test": len(i.test)} for n, i in zip(setup.names, setup.institutions, strict=True)}
+    sizes = {
+        n: {"train": len(i.train), "test": len(i.test)} for n, i in zip(setup.names, setup.institutions, strict=True)
+    }
     result = RunResult(
         config=config.model_dump(mode="json"),
         vertical=vertical.name,
@@ -243,7 +245,9 @@ def evaluate_at_institutions(
     per_institution: dict[str, dict[str, dict[str, float]]] = {}
     scores: dict[str, list[np.ndarray]] = {"federated": [], "federated_finetuned": []}
     trains: dict[str, list[TrainScores | None]] = {"federated": [], "federated_finetuned": []}
-    for name, inst, (x_train, y_train, x_test, y_test) in zip(setup.names, setup.institutions, setup.arrays, strict=True):
+    for name, inst, (x_train, y_train, x_test, y_test) in zip(
+        setup.names, setup.institutions, setup.arrays, strict=True
+    ):
         tuned = XGBoostLearner(setup.preprocessor.n_features, setup.model_params, seed=config.seed)
         tuned.set_parameters(fed.get_parameters())
         if config.finetune_epochs:
@@ -267,7 +271,9 @@ def evaluate_at_institutions(
         return np.concatenate([t[0] for t in present]), np.concatenate([t[1] for t in present])
 
     pooled = {
-        mode: vertical.evaluate(y_pooled, np.concatenate(scores[mode]), frame=pooled_test, train=pooled_train(trains[mode]))
+        mode: vertical.evaluate(
+            y_pooled, np.concatenate(scores[mode]), frame=pooled_test, train=pooled_train(trains[mode])
+        )
         for mode in scores
     }
     return per_institution, pooled
@@ -308,9 +314,14 @@ def _round_records(
         ps = [booster.predict(d, iteration_range=rng).astype(np.float64) for d in binned]
         trains: list = [None] * len(arrays)
         if vertical.tunes_on_train:
-            trains = [(a[1], booster.predict(d, iteration_range=rng).astype(np.float64)) for a, d in zip(arrays, train_all)]
+            trains = [
+                (a[1], booster.predict(d, iteration_range=rng).astype(np.float64)) for a, d in zip(arrays, train_all)
+            ]
         weights = np.array([len(a[3]) for a in arrays], dtype=float)
-        local = [vertical.evaluate(a[3], p, frame=inst.test, train=t) for a, p, inst, t in zip(arrays, ps, insts, trains, strict=True)]
+        local = [
+            vertical.evaluate(a[3], p, frame=inst.test, train=t)
+            for a, p, inst, t in zip(arrays, ps, insts, trains, strict=True)
+        ]
         metrics = {k: float(np.average([m[k] for m in local], weights=weights)) for k in local[0]}
         pooled_train = None
         if vertical.tunes_on_train:

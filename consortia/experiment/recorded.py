@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from consortia.config import ExperimentConfig
 from consortia.data.institutions import load_federation
 from consortia.errors import ConfigError
 from consortia.experiment import run_experiment
 from consortia.runs.folder import CONFIG, RunFolder
 from consortia.runs.model_card import write_model_card
-from consortia.runs.results import RunResult
 from consortia.verticals import get_vertical
 
 

@@ -29,7 +29,13 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
 from consortia.config import ExperimentConfig
-from consortia.data.institutions import Federation, InstitutionData, institution_arrays, institution_seed, node_institution
+from consortia.data.institutions import (
+    Federation,
+    InstitutionData,
+    institution_arrays,
+    institution_seed,
+    node_institution,
+)
 from consortia.learners import Learner, make_learner
 from consortia.verticals import Vertical, get_vertical
 from consortia.verticals.base import TrainScores

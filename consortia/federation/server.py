@@ -244,7 +244,9 @@ def finetune_and_evaluate(
 
 
 # -- shared ------------------------------------------------------------------------------------
-def pooled_metrics(records: list[RecordDict], vertical: Vertical, columns: tuple[int, ...]) -> dict[int, dict[str, float]]:
+def pooled_metrics(
+    records: list[RecordDict], vertical: Vertical, columns: tuple[int, ...]
+) -> dict[int, dict[str, float]]:
     """Metrics on the union of the test splits, from scores the nodes reported (simulation)."""
     scored = [r["scores"].to_numpy_ndarrays() for r in records if "scores" in r]
     if not scored or len(scored) != len(records):
@@ -296,5 +298,3 @@ def send_all(
             + (f" ({reasons})" if reasons else "")
         )
     return sorted(replies, key=lambda m: m.metadata.src_node_id)
-
-

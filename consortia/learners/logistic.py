@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from consortia.errors import ConfigError
 from consortia.learners.base import (
     EvaluateMixin,
     Params,
@@ -25,7 +26,6 @@ from consortia.learners.base import (
     choice,
     number,
 )
-from consortia.errors import ConfigError
 
 
 class LogisticLearner(EvaluateMixin):
@@ -59,9 +59,7 @@ class LogisticLearner(EvaluateMixin):
     ) -> dict[str, float]:
         if proximal_mu:
             raise ConfigError("the logistic learner has no proximal term; use --model mlp for FedProx")
-        model = LogisticRegression(
-            C=self.C, max_iter=epochs, warm_start=True, solver=self.solver, random_state=seed
-        )
+        model = LogisticRegression(C=self.C, max_iter=epochs, warm_start=True, solver=self.solver, random_state=seed)
         model.coef_ = self.coef.reshape(1, -1).copy()
         model.intercept_ = self.intercept.copy()
         weights = None

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from consortia.errors import ConfigError
 from consortia.learners.base import (
     EvaluateMixin,
     Params,
@@ -20,7 +21,6 @@ from consortia.learners.base import (
     choice,
     number,
 )
-from consortia.errors import ConfigError
 
 
 def resolve_device(device: str) -> torch.device:
@@ -42,9 +42,7 @@ def _hidden_sizes(value: object) -> list[int]:
     except ValueError:
         sizes = [0]
     if isinstance(value, bool) or (text and (not sizes or min(sizes) < 1)):
-        raise ConfigError(
-            f"model_params.hidden must look like '64,32' (positive widths, '' for none; got {value!r})"
-        )
+        raise ConfigError(f"model_params.hidden must look like '64,32' (positive widths, '' for none; got {value!r})")
     return sizes
 
 
@@ -53,9 +51,7 @@ class MLPLearner(EvaluateMixin):
 
     supports_proximal = True
 
-    def __init__(
-        self, n_features: int, params: Params | None = None, seed: int = 0, device: str = "cpu"
-    ) -> None:
+    def __init__(self, n_features: int, params: Params | None = None, seed: int = 0, device: str = "cpu") -> None:
         params = dict(params or {})
         self.hidden = _hidden_sizes(params.pop("hidden", "32,16"))
         self.lr = number(params, "lr", 0.01, lo=0, lo_open=True)
@@ -122,9 +118,7 @@ class MLPLearner(EvaluateMixin):
         with self._torch_state(seed):  # dropout draws from the (forked, seeded) global RNG
             return self._fit(X, y, epochs=epochs, seed=seed, proximal_mu=proximal_mu)
 
-    def _fit(
-        self, X: np.ndarray, y: np.ndarray, *, epochs: int, seed: int, proximal_mu: float
-    ) -> dict[str, float]:
+    def _fit(self, X: np.ndarray, y: np.ndarray, *, epochs: int, seed: int, proximal_mu: float) -> dict[str, float]:
         generator = torch.Generator().manual_seed(seed)
         features = torch.as_tensor(X, dtype=torch.float32, device=self.device)
         labels = torch.as_tensor(np.array(y, dtype=np.float32), device=self.device)
@@ -132,9 +126,7 @@ class MLPLearner(EvaluateMixin):
         if self.class_weight == "balanced":
             pos_weight = torch.tensor(balanced_positive_weight(y), device=self.device)
         anchor = [p.detach().clone() for p in self.model.parameters()] if proximal_mu else None
-        optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay
-        )
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         self.model.train()
         total, batches = 0.0, 0
         for _ in range(epochs):
@@ -153,15 +145,10 @@ class MLPLearner(EvaluateMixin):
                 batches += 1
         return {"train_loss": total / max(batches, 1)}
 
-    def _loss(
-        self, logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | None
-    ) -> torch.Tensor:
-        bce = nn.functional.binary_cross_entropy_with_logits(
-            logits, labels, pos_weight=pos_weight, reduction="none"
-        )
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight, reduction="none")
         if self.loss_name == "focal":  # down-weights easy examples (rare-event detection)
-            p_true = torch.exp(-nn.functional.binary_cross_entropy_with_logits(
-                logits, labels, reduction="none"))
+            p_true = torch.exp(-nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none"))
             bce = bce * (1 - p_true) ** self.focal_gamma
         return bce.mean()
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from consortia.catalog import ENGINES
 from consortia.config import ExperimentConfig
 from consortia.runs.results import FederatedOutcome
-from consortia.catalog import ENGINES
 
 EngineFn = Callable[..., FederatedOutcome]
 

@@ -20,8 +20,8 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from consortia.config import ExperimentConfig
 from consortia.federation.client import build_client_app
-from consortia.federation.server import ServerHooks, build_server_app
 from consortia.federation.engines.collect import collecting
+from consortia.federation.server import ServerHooks, build_server_app
 from consortia.runs.results import FederatedOutcome
 
 FIRST_NODE_ID = 1001
@@ -82,9 +82,7 @@ def run(config: ExperimentConfig, hooks: ServerHooks | None = None) -> Federated
     run_config = config.to_run_config()
     client_app = build_client_app()
     server_app = build_server_app(hooks=server_hooks)
-    node_configs = [
-        {"partition-id": i, "num-partitions": config.institutions} for i in range(config.institutions)
-    ]
+    node_configs = [{"partition-id": i, "num-partitions": config.institutions} for i in range(config.institutions)]
     grid = InProcessGrid(client_app, node_configs, run_config)
     # Messages created by strategies take their sender identity from the process's task
     # identity; in Flower's runtimes the runtime sets it, here we are the runtime.

@@ -10,11 +10,11 @@ import logging
 import os
 
 from consortia.config import ExperimentConfig
-from consortia.federation.client import build_client_app
-from consortia.federation.server import ServerHooks, build_server_app
-from consortia.federation.engines.collect import collecting
-from consortia.runs.results import FederatedOutcome
 from consortia.errors import FederationError
+from consortia.federation.client import build_client_app
+from consortia.federation.engines.collect import collecting
+from consortia.federation.server import ServerHooks, build_server_app
+from consortia.runs.results import FederatedOutcome
 
 
 def run(config: ExperimentConfig, hooks: ServerHooks | None = None) -> FederatedOutcome:

@@ -15,7 +15,6 @@ from flwr.serverapp import strategy as fl
 from consortia.catalog import STRATEGIES
 from consortia.errors import ConfigError
 
-
 #: strategy options that Consortia sets itself and users may not override
 _MANAGED = {
     "fraction_train", "fraction_evaluate", "min_train_nodes", "min_evaluate_nodes",
@@ -41,9 +40,7 @@ def build_strategy(
     unknown = sorted(set(options) - (accepted - _MANAGED))
     if unknown:
         allowed = ", ".join(sorted(accepted - _MANAGED)) or "none"
-        raise ConfigError(
-            f"strategy '{name}' has no option {', '.join(unknown)}; its options: {allowed}"
-        )
+        raise ConfigError(f"strategy '{name}' has no option {', '.join(unknown)}; its options: {allowed}")
     options = {key: _checked(name, key, value, signature[key].default) for key, value in options.items()}
     available = min_available or num_institutions
     managed: dict[str, Any] = {

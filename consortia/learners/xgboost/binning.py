@@ -16,8 +16,6 @@ import numpy as np
 SUMMARY_FORMAT = "consortia.xgb_quantile_summary/1"
 
 
-
-
 @dataclass
 class GlobalBinning:
     """Global bin edges agreed from federated summaries; every institution bins with these.
@@ -64,9 +62,7 @@ class GlobalBinning:
         return out
 
 
-def local_quantile_summary(
-    X: np.ndarray, n_bins: int, *, resolution: int | None = None
-) -> dict[str, Any]:
+def local_quantile_summary(X: np.ndarray, n_bins: int, *, resolution: int | None = None) -> dict[str, Any]:
     """What one institution shares to agree on bin edges: aggregates only, no rows.
 
     Reveals exactly: ``n_rows``; per feature, the number of non-missing values and

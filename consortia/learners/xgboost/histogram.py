@@ -33,7 +33,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -117,9 +116,7 @@ def _dmatrix(X: np.ndarray, y: np.ndarray, binning: GlobalBinning | None) -> xgb
     return xgb.DMatrix(Xb, label=y, missing=np.nan)
 
 
-def _start_stall_watchdog(
-    rank: int, timeout_s: float
-) -> tuple[Callable[[], None], threading.Event]:
+def _start_stall_watchdog(rank: int, timeout_s: float) -> tuple[Callable[[], None], threading.Event]:
     """Hard-exit the process if no round finishes for ``timeout_s`` (gRPC can't be interrupted)."""
     last = [time.monotonic()]
     stop = threading.Event()
@@ -248,7 +245,7 @@ def _server_main(world_size: int, port: int, events: Any) -> None:
         tracker.start()
         events.put(("server_ready", -1, port))
         tracker.wait_for()  # does not return after training; the parent terminates us
-    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+    except BaseException:
         events.put(("server_error", -1, traceback.format_exc()))
         raise
 
@@ -262,17 +259,13 @@ def _error_summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
-def _worker_main(
-    rank: int, world_size: int, address: str, kwargs: dict[str, Any], events: Any
-) -> None:
+def _worker_main(rank: int, world_size: int, address: str, kwargs: dict[str, Any], events: Any) -> None:
     _exit_with_parent()
     _skip_sklearn()
     try:
-        model = run_worker(
-            rank, world_size, address, on_round=lambda e: events.put(("round", rank, e)), **kwargs
-        )
+        model = run_worker(rank, world_size, address, on_round=lambda e: events.put(("round", rank, e)), **kwargs)
         events.put(("done", rank, model))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+    except BaseException as exc:
         events.put(("error", rank, (_error_summary(exc), traceback.format_exc())))
         events.close()
         events.join_thread()  # make sure the report is out, then exit without finalising
@@ -417,9 +410,7 @@ def train_histogram_federated(
     def where(rank: int) -> str:
         r = last_round[rank]
         return (
-            f"before finishing round 1 of {num_boost_round}"
-            if r < 0
-            else f"after round {r + 1} of {num_boost_round}"
+            f"before finishing round 1 of {num_boost_round}" if r < 0 else f"after round {r + 1} of {num_boost_round}"
         )
 
     try:
@@ -437,16 +428,13 @@ def train_histogram_federated(
             while not (ready and _listening(port_)):
                 if time.monotonic() > deadline:
                     raise FederatedTrainingError(
-                        f"federated server did not start listening on port {port_} "
-                        f"within {startup_s:.0f}s"
+                        f"federated server did not start listening on port {port_} within {startup_s:.0f}s"
                     )
                 try:
                     kind, _, payload = events.get(timeout=_POLL_S)
                     if kind == "server_error":
                         last_line = payload.strip().splitlines()[-1]
-                        raise FederatedTrainingError(
-                            f"federated server failed to start: {last_line}", detail=payload
-                        )
+                        raise FederatedTrainingError(f"federated server failed to start: {last_line}", detail=payload)
                     ready = ready or kind == "server_ready"
                 except queue_mod.Empty:
                     pass

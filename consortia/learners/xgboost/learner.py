@@ -25,14 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from consortia.config.xgboost import DEFAULT_XGB_MODE, XGB_MODES
+from consortia.errors import ConfigError
 from consortia.learners.base import (
     EvaluateMixin,
     Params,
     balanced_positive_weight,
     binary_log_loss,
 )
-from consortia.config.xgboost import DEFAULT_XGB_MODE, XGB_MODES
-from consortia.errors import ConfigError
 
 BIN_EDGES_ATTR = "consortia_bin_edges"
 

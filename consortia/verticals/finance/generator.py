@@ -255,7 +255,9 @@ def _lost_stolen_card(cols: dict, rows: np.ndarray, median: np.ndarray, rng: np.
     m = rows.size
     pos = rng.random(m) < 0.85
     _set(cols, "channel", rows, np.where(pos, _CH["pos"], _CH["ecommerce"]))
-    _set(cols, "category", rows, _choice(rng, ["electronics", "jewelry", "fuel", "retail"], [0.35, 0.25, 0.15, 0.25], m))
+    _set(
+        cols, "category", rows, _choice(rng, ["electronics", "jewelry", "fuel", "retail"], [0.35, 0.25, 0.15, 0.25], m)
+    )
     _set(cols, "card_present", rows, pos.astype(float))
     _set(cols, "distance", rows, rng.lognormal(np.log(25), 0.8, m))
     _set(cols, "amount", rows, rng.lognormal(np.log(median) + 1.0, 0.6))

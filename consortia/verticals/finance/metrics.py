@@ -75,9 +75,7 @@ def money_saved(
     return saved, saved / at_stake if at_stake > 0 else float("nan")
 
 
-def make_metrics(
-    review_cost: float = REVIEW_COST, alert_fpr: float = ALERT_FPR
-) -> Callable[..., dict[str, float]]:
+def make_metrics(review_cost: float = REVIEW_COST, alert_fpr: float = ALERT_FPR) -> Callable[..., dict[str, float]]:
     """Finance metrics with a given review cost per false alarm and alert budget."""
 
     def finance_metrics(

@@ -26,7 +26,9 @@ SCHEMA = TabularSchema(
         Feature("distance_from_home_km", "numeric", 0, 20_000),
         Feature("cross_border", "binary", description="merchant or ATM abroad"),
         Feature("account_age_days", "numeric", 0, 30_000),
-        Feature("txn_count_1h", "numeric", 1, 500, description="card's transactions in the last hour, this one included"),
+        Feature(
+            "txn_count_1h", "numeric", 1, 500, description="card's transactions in the last hour, this one included"
+        ),
         Feature("txn_count_24h", "numeric", 1, 5_000),
         Feature("spend_1h", "numeric", 0, 500_000, description="card's spend in the last hour, this one included"),
         Feature("spend_24h", "numeric", 0, 1_000_000),

@@ -91,9 +91,7 @@ def _hospital(name: str, n: int, site: pd.Series, rng: np.random.Generator) -> p
     disease = rng.random(n) < _sigmoid(logit)
 
     # Symptoms follow disease: typical angina and exercise angina are far more common in cases.
-    pain_p = np.where(
-        disease[:, None], [[0.25, 0.20, 0.15, 0.40]], [[0.05, 0.25, 0.35, 0.35]]
-    )
+    pain_p = np.where(disease[:, None], [[0.25, 0.20, 0.15, 0.40]], [[0.05, 0.25, 0.35, 0.35]])
     chest_pain = (rng.random(n)[:, None] > np.cumsum(pain_p, axis=1)).sum(axis=1)
     exercise_angina = rng.random(n) < np.where(disease, 0.55, 0.12)
     max_hr = np.clip(208 - 0.7 * age - 14 * disease + rng.normal(0, 14, n), 60, 210)

@@ -109,8 +109,7 @@ def _factory(name: str, n: int, f: pd.Series, rng: np.random.Generator) -> pd.Da
             np.minimum(_s(3000 - power, 75) + _s(power - 9500, 75), 1.0),
             _s(wear * torque - _STRAIN_LIMIT[machine], 200),
             0.5 * _s(wear - 210, 4),
-            0.002 * np.where(supplier == SUPPLIERS.index("S4"), 4.0, 1.0)
-            + 0.002 * np.maximum(humidity - 60, 0) / 10,
+            0.002 * np.where(supplier == SUPPLIERS.index("S4"), 4.0, 1.0) + 0.002 * np.maximum(humidity - 60, 0) / 10,
         ]
     )
     p = _calibrate(1 - np.prod(1 - modes, axis=1), f["defect_rate"])

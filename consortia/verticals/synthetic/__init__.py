@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from consortia.evaluation import metrics as m
 from consortia.data.schema import Feature, TabularSchema
+from consortia.evaluation import metrics as m
 from consortia.verticals.base import Vertical
 
 N_FEATURES = 30

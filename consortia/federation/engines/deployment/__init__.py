@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from consortia.config import ExperimentConfig
-from consortia.runs.results import FederatedOutcome
-from consortia.runs.folder import RunFolder
+from consortia.errors import FederationError
 from consortia.federation.engines.deployment import commands as cmd
 from consortia.federation.engines.deployment.certs import generate_node_key, generate_tls
-from consortia.errors import FederationError
+from consortia.runs.folder import RunFolder
+from consortia.runs.results import FederatedOutcome
 
 APP_DIR = Path(__file__).resolve().parent / "fab"
 CONNECTION = "consortia-local"
@@ -184,7 +184,9 @@ class LocalFederation:
         log = self.workdir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as handle:
-            popen = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+            popen = subprocess.Popen(
+                argv, stdout=handle, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
         process = Process(name, popen, log)
         self.processes.append(process)
         return process

@@ -70,7 +70,7 @@ def _name(common_name: str) -> x509.Name:
 def generate_tls(folder: str | Path, hosts: Sequence[str] = ("localhost", "127.0.0.1"), days: int = 825) -> TlsFiles:
     """A CA and a SuperLink certificate for ``hosts`` (DNS names or IP addresses)."""
     folder = Path(folder)
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ca_cert = (
         x509.CertificateBuilder()
