@@ -24,7 +24,8 @@ import time
 import numpy as np
 
 from consortia import ExperimentConfig
-from consortia.data.institutions import institution_seed, load_federation
+from consortia.data.consortium import load_federation
+from consortia.data.institutions import institution_seed
 from consortia.data.preprocessing import FeatureSummary, merge_summaries
 from consortia.federation.engines import run_engine
 from consortia.learners import make_learner

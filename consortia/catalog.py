@@ -20,6 +20,7 @@ VERTICALS.register_lazy("synthetic", "consortia.verticals.synthetic:VERTICAL")
 #: ``build(n_features, params, seed, device) -> Learner``
 LEARNERS: Registry[Any] = Registry("model")
 LEARNERS.register_lazy("logistic", "consortia.learners.logistic:build")
+LEARNERS.register_lazy("logistic_torch", "consortia.learners.logistic_torch:build")
 LEARNERS.register_lazy("mlp", "consortia.learners.mlp:build")
 LEARNERS.register_lazy("xgboost", "consortia.learners.xgboost:build")
 

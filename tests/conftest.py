@@ -17,13 +17,23 @@ def _quiet_flower():
     set_flower_verbosity(False)
 
 
+@pytest.fixture(autouse=True)
+def _start_in_a_temporary_folder(tmp_path_factory, monkeypatch):
+    """Every test starts in a fresh folder of its own, never in the working tree.
+
+    ``consortia run`` without ``--run-dir`` writes ``runs/<vertical>-<time>`` into the current
+    directory; a folder apart from ``tmp_path`` keeps tests that check their ``tmp_path`` is empty exact.
+    """
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture
 def small_config():
     """A healthcare federation that trains in about a second."""
     from consortia import ExperimentConfig
 
     def build(**overrides):
-        values = dict(vertical="healthcare", institutions=3, rows=1500, rounds=4, seed=7)
+        values = {"vertical": "healthcare", "institutions": 3, "rows": 1500, "rounds": 4, "seed": 7}
         values.update(overrides)
         return ExperimentConfig.build(**values)
 

@@ -13,10 +13,8 @@ runner = CliRunner()
 
 def test_run_prints_table_and_writes_json(tmp_path):
     out = tmp_path / "r.json"
-    result = runner.invoke(
-        app,
-        ["run", "healthcare", "--institutions", "3", "--rows", "1200", "--rounds", "3", "--json", str(out)],
-    )
+    args = ["run", "healthcare", "--institutions", "3", "--rows", "1200", "--rounds", "3", "--json", str(out)]
+    result = runner.invoke(app, [*args, "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "hospital-01" in result.output and "pooled" in result.output
     data = json.loads(out.read_text())

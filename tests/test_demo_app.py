@@ -82,7 +82,7 @@ def test_home_page_explains_and_links_without_importing_the_training_stack():
         }}))
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["exception"] == []
@@ -195,6 +195,109 @@ def test_valid_uploads_train_a_federation_named_after_the_files(monkeypatch, tmp
     assert list(table["hospital"]) == ["site-0", "site-1", "site-2", "pooled"]
     assert table["federated"].notna().all() and table["federated"].between(0.5, 1).all()
     assert list(tmp_path.iterdir()) == []  # uploads lived only in a temporary folder, now gone
+
+
+# -- strategies offered per model --------------------------------------------------------------
+def test_strategy_choices_fit_the_model():
+    """Logistic is offered no fedxgb_* strategy; for XGBoost its mode picks the strategy."""
+    from consortia import ExperimentConfig
+    from consortia.demo.widgets import strategy_choices
+
+    at = _open_page("healthcare")
+    offered = at.selectbox(key="healthcare:strategy").options
+    assert "fedavg" in offered and not [s for s in offered if s.startswith("fedxgb")], offered
+    assert offered == strategy_choices("logistic") == strategy_choices("mlp")
+    for strategy in offered:  # every choice is a config that can run
+        ExperimentConfig.build(model="logistic", strategy=strategy)
+
+    at.selectbox(key="healthcare:model").set_value("xgboost").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "healthcare:strategy" not in [s.key for s in at.sidebar.selectbox]
+    assert at.selectbox(key="healthcare:xgb_mode").value == "bagging"
+    assert any("fedxgb_bagging" in c.value for c in at.sidebar.caption)
+    assert at.number_input(key="healthcare:local_epochs_bagging").disabled  # bagging: one tree per round
+    at.selectbox(key="healthcare:xgb_mode").set_value("cyclic").run()
+    assert not at.error and any("fedxgb_cyclic" in c.value for c in at.sidebar.caption)
+
+
+# -- real files: mappings, the shipped example, controls that apply -----------------------------
+SYNTHETIC = ("healthcare:institutions", "healthcare:rows")
+
+
+def _synthetic_controls_disabled(at: AppTest) -> list[bool]:
+    return [at.number_input(key=k).disabled for k in SYNTHETIC] + [at.selectbox(key="healthcare:partition").disabled]
+
+
+def _uci_uploads(rename: dict[str, str] | None = None) -> list[tuple[str, bytes, str]]:
+    from consortia.examples import get_example
+
+    uploads = []
+    for path in get_example("uci-heart").files:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False).rename(columns=rename or {})
+        uploads.append((path.name, frame.to_csv(index=False).encode(), "text/csv"))
+    return uploads
+
+
+def test_synthetic_controls_are_disabled_while_files_are_used():
+    at = _open_page("healthcare")
+    assert _synthetic_controls_disabled(at) == [False, False, False]
+    at.file_uploader(key="healthcare:upload").set_value(_uci_uploads()).run()
+    assert _synthetic_controls_disabled(at) == [True, True, True]
+    assert any("do not apply" in c.value for c in at.sidebar.caption)
+    at.file_uploader(key="healthcare:upload").set_value([]).run()
+    assert _synthetic_controls_disabled(at) == [False, False, False]
+    at.radio(key="healthcare:source").set_value("uci-heart").run()
+    assert not at.exception and _synthetic_controls_disabled(at) == [True, True, True]
+
+
+def test_uploaded_mapping_makes_renamed_uci_files_fit(tmp_path):
+    """The UCI files with their own target name fail alone and fit with an uploaded mapping.yaml."""
+    from consortia.examples import get_example
+
+    at = _open_page("healthcare")
+    at.number_input(key="healthcare:rounds").set_value(2).run()
+    at.file_uploader(key="healthcare:upload").set_value(_uci_uploads({"num": "diagnosis"})).run()
+    target = VERTICALS.get("healthcare").schema.target
+    messages = [e.value for e in at.error]
+    assert len(messages) == 4 and all(f"target column '{target}' is missing" in m for m in messages), messages
+    mapping = get_example("uci-heart").mapping_path.read_text().replace("column: num", "column: diagnosis")
+    at.file_uploader(key="healthcare:upload_mapping").set_value(("uci.yaml", mapping.encode(), "text/yaml")).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (summary,) = [d.value for d in at.dataframe if "file" in d.value.columns]
+    assert summary["rows"].sum() == 920
+    at.button(key="healthcare:run_files").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (table,) = [d.value for d in at.dataframe if "federated" in d.value.columns]
+    assert list(table["hospital"]) == ["cleveland", "hungary", "switzerland", "va_long_beach", "pooled"]
+
+    broken = ("bad.yaml", b"target: {column: num, positive: {gt: 0, lt: 3}}", "text/yaml")
+    at.file_uploader(key="healthcare:upload_mapping").set_value(broken).run()
+    assert any("bad.yaml" in e.value and "exactly one of" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_shipped_example_trains_as_the_cli_would():
+    """Source 'uci-heart' trains the shipped files with their mapping: the CLI's --example numbers."""
+    from consortia import ExperimentConfig, run_experiment
+    from consortia.cli.data_options import data_options
+    from consortia.runs.results import MODE_TITLES, MODES
+
+    at = _open_page("healthcare")
+    at.number_input(key="healthcare:rounds").set_value(2).run()
+    at.radio(key="healthcare:source").set_value("uci-heart").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    at.button(key="healthcare:run_files").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (table,) = [d.value for d in at.dataframe if "federated" in d.value.columns]
+
+    data, _ = data_options("healthcare", example="uci-heart")
+    expected = run_experiment(ExperimentConfig.build(vertical="healthcare", rounds=2, data=data))
+    want = expected.table_rows()
+    assert list(table["hospital"]) == [r["hospital"] for r in want]
+    for mode in MODES:
+        column = MODE_TITLES[mode]
+        np.testing.assert_allclose(
+            table[column].to_numpy(dtype=float), [float(r[column]) for r in want], rtol=1e-9, equal_nan=True
+        )
 
 
 def test_unregistered_vertical_page_says_so():

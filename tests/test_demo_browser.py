@@ -1,8 +1,10 @@
-"""The demo in a real browser: ``consortia demo`` headless, the healthcare page in headless Chromium.
+"""The demo as a server: ``consortia demo`` as README starts it, and in headless Chromium.
 
-Runs a small federation through the page's own widgets and saves a screenshot in the test's
-temp folder. Skipped only where Chromium (or its driver, or selenium) is missing, and never
-in CI (``CI`` set): there a missing browser is a failure.
+The first test starts it the way a fresh machine without a terminal does (no options, stdin
+closed, an empty HOME) and needs no browser. The browser test runs a small federation through
+the page's own widgets and saves a screenshot in the test's temp folder; it is skipped only
+where Chromium (or its driver, or selenium) is missing, and never in CI (``CI`` set): there a
+missing browser is a failure.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +83,51 @@ def demo_server(tmp_path):
             proc.kill()
             proc.wait(timeout=15)
         log.close()
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop the demo and whatever it started (its own session), politely first."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=15)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait(timeout=15)
+
+
+#: what Streamlit prints when it waits for an answer on the terminal, or warns about its web stack
+FIRST_RUN_PROMPT = ("Welcome to Streamlit", "Email:")
+VERSION_WARNING = re.compile(r"websockets \S+ with uvicorn|Upgrade uvicorn|Upgrade websockets", re.IGNORECASE)
+
+
+def test_demo_as_readme_starts_it_serves_without_a_terminal(tmp_path):
+    """`consortia demo` with stdin closed and a fresh HOME: no e-mail prompt, no version warning, it serves."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}  # nothing may skip the prompt
+    env["HOME"] = str(home)
+    port = _free_port()
+    log_path = tmp_path / "demo.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("consortia")), "demo", "--port", str(port)],
+            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            _wait_served(f"http://127.0.0.1:{port}/_stcore/health", proc)
+        finally:
+            _stop_group(proc)
+    output = log_path.read_text()
+    assert f"127.0.0.1:{port}" in output, output
+    assert not [p for p in FIRST_RUN_PROMPT if p in output], output
+    assert not VERSION_WARNING.search(output), output
+    assert not (home / ".streamlit" / "credentials.toml").exists()
 
 
 @pytest.fixture

@@ -1,27 +1,34 @@
 """A real Flower deployment on 127.0.0.1: SuperLink + 3 SuperNodes, TLS and node auth on.
 
 One federation serves the whole module (starting it costs seconds); the tests run in file
-order and the last one kills a SuperNode. Every process is stopped by the fixture's teardown,
-also when a test fails. Deployment is slow per round (a new ClientApp process per message and
-Flower's poll interval), so those tests are marked slow (about 4-9 minutes together on a
-loaded 2-core machine); the command-line and helper tests below them are fast.
+order and the last one kills a SuperNode. The first run's ClientApp is the shipped one plus
+the mod of tests/reply_recorder.py, which writes down the records of every reply (shapes, not
+values), so that test checks what actually left each node, not only what the server asked for.
+Every process is stopped by the fixture's teardown, also when a test fails. Deployment is slow
+per round (a new ClientApp process per message and Flower's poll interval), so those tests are
+marked slow (about 4-9 minutes together on a loaded 2-core machine); the command-line and
+helper tests below them are fast.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sys
 import time
 import tomllib
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from reply_recorder import LOG_ENV
 from typer.testing import CliRunner
 
 from consortia.cli import app
 from consortia.config import ExperimentConfig
 from consortia.errors import ConfigError, FederationError
-from consortia.federation.engines.deployment import LocalFederation
+from consortia.federation.engines.deployment import APP_DIR, LocalFederation
 from consortia.federation.engines.inprocess import run as run_inprocess
 from consortia.federation.grids import MinimumNodesGrid
 from consortia.runs.folder import RunFolder
@@ -46,6 +53,8 @@ def hospital_files(tmp_path_factory):
 def federation(hospital_files, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("deployment")
     fed = LocalFederation(hospital_files, workdir, tls=True, node_auth=True)
+    (workdir / "replies").mkdir()
+    fed.env[LOG_ENV] = str(workdir / "replies")  # read only by the recording ClientApp below
     started = []
     try:
         fed.start()
@@ -58,16 +67,33 @@ def federation(hospital_files, tmp_path_factory):
                 os.kill(pid, 0)
 
 
+@pytest.fixture(scope="module")
+def recording_app(tmp_path_factory):
+    """The shipped Flower App with the ClientApp of tests/reply_recorder.py (records every reply)."""
+    folder = tmp_path_factory.mktemp("recording-app")
+    shipped = (APP_DIR / "pyproject.toml").read_text()
+    clientapp = 'clientapp = "consortia.federation.engines.deployment.app:client_app"'
+    assert shipped.count(clientapp) == 1
+    (folder / "pyproject.toml").write_text(shipped.replace(clientapp, 'clientapp = "reply_recorder:client_app"'))
+    shutil.copy(Path(__file__).with_name("reply_recorder.py"), folder / "reply_recorder.py")
+    return folder
+
+
 def _config(files, run_dir, **overrides) -> ExperimentConfig:
-    values = dict(vertical="healthcare", rounds=ROUNDS, seed=5, finetune_epochs=1,
-                  data={"files": [str(p) for p in files]}, run_dir=str(run_dir))  # fmt: skip
+    values = {"vertical": "healthcare", "rounds": ROUNDS, "seed": 5, "finetune_epochs": 1,
+              "data": {"files": [str(p) for p in files]}, "run_dir": str(run_dir)}  # fmt: skip
     return ExperimentConfig.build(**(values | overrides))
 
 
+def _replies(federation, name: str) -> list[dict]:
+    path = federation.env[LOG_ENV] + f"/{name}.jsonl"
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
 @pytest.mark.slow
-def test_deployed_run_equals_the_inprocess_engine(federation, hospital_files, tmp_path):
+def test_deployed_run_equals_the_inprocess_engine(federation, hospital_files, recording_app, tmp_path):
     config = _config(hospital_files, tmp_path / "deployed")
-    outcome = federation.wait(federation.submit(config), config.run_dir)
+    outcome = federation.wait(federation.submit(config, app_dir=recording_app), config.run_dir)
 
     reference = run_inprocess(config.model_copy(update={"run_dir": str(tmp_path / "inprocess")}))
     assert set(outcome.per_institution) == {p.stem for p in hospital_files}
@@ -75,8 +101,80 @@ def test_deployed_run_equals_the_inprocess_engine(federation, hospital_files, tm
         for mode, metrics in modes.items():
             assert outcome.per_institution[name][mode] == pytest.approx(metrics, rel=1e-9), (name, mode)
     assert len(outcome.rounds) == ROUNDS and outcome.institution_sizes == reference.institution_sizes
-    assert outcome.pooled == {"global": {}, "finetuned": {}}  # no scores leave a deployed node
+    assert outcome.pooled == {"global": {}, "finetuned": {}}  # the server computed nothing from scores
     assert RunFolder(config.run_dir).latest_checkpoint().round == ROUNDS
+    _assert_no_rows_left_the_nodes(federation, hospital_files)
+
+
+#: the only records a deployed node's replies may hold: the model, numbers, who it is
+REPLY_RECORDS = {
+    "query.summary": {"summary": "config"},
+    "train": {"arrays": "array", "metrics": "metric"},
+    "evaluate": {"metrics": "metric"},
+    "evaluate.finetune": {"metrics": "metric", "identity": "config"},
+}
+CONFIG_KEYS = {"summary": ["institution", "n-test", "n-train", "summary"], "identity": ["institution"]}
+
+
+def _assert_no_rows_left_the_nodes(federation, hospital_files) -> None:
+    """What each node's ClientApp actually sent: no per-row records, arrays only of the model's shapes."""
+    for path in hospital_files:
+        replies = _replies(federation, path.stem)
+        assert sorted(r["type"] for r in replies) == sorted(
+            ["query.summary", "evaluate.finetune", *["train"] * ROUNDS, *["evaluate"] * ROUNDS]
+        )
+        assert _leaks(replies) == [], path.stem
+
+
+def _leaks(replies: list[dict]) -> list[str]:
+    """Every record of ``replies`` (reply_recorder's lines) that is not the model, a number or an identity."""
+    model = {json.dumps(r["request"]["arrays"]["shapes"]) for r in replies if r["type"] == "train"}
+    found = [] if len(model) == 1 else [f"the model's shapes changed between rounds: {model}"]
+    for reply in replies:
+        kind = reply["type"]
+        if reply["reply"] is None:
+            found.append(f"{kind}: the node answered with an error")
+        for name, record in (reply["reply"] or {}).items():
+            where = f"{kind} reply record '{name}'"
+            if REPLY_RECORDS[kind].get(name) != record["kind"]:
+                found.append(f"{where}: not expected in a deployment ({record})")
+            elif record["kind"] == "array" and json.dumps(record["shapes"]) not in model:
+                found.append(f"{where}: arrays of shapes {record['shapes']}, not the model's")
+            elif record["kind"] == "metric" and any(n is not None for n in record["lengths"].values()):
+                found.append(f"{where}: lists among the metrics (a value per row?): {record['lengths']}")
+            elif record["kind"] == "config" and record["keys"] != CONFIG_KEYS[name]:
+                found.append(f"{where}: keys {record['keys']}")
+    return found
+
+
+def test_the_reply_check_catches_rows_leaving_a_node():
+    """What the deployed run's check would report, had a node sent scores or per-row arrays."""
+    import numpy as np
+    from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+    from reply_recorder import describe
+
+    model = ArrayRecord([np.zeros(23), np.zeros(1)])
+    request = describe(RecordDict({"arrays": model, "config": ConfigRecord({"server-round": 1})}))
+
+    def reply(kind: str, **records) -> dict:
+        return {"type": kind, "request": request, "reply": describe(RecordDict(records))}
+
+    metrics = MetricRecord({"num-examples": 75, "auroc": 0.8})
+    clean = [reply("train", arrays=model, metrics=metrics), reply("evaluate", metrics=metrics)]
+    assert _leaks(clean) == []
+    rows = np.zeros(75)
+    leaked = [
+        *clean,
+        reply("evaluate", metrics=metrics, scores=ArrayRecord([rows, rows])),
+        reply("evaluate.finetune", metrics=metrics, identity=ConfigRecord({"institution": "h"}),
+              **{"metric-columns": ArrayRecord([rows])}),
+        reply("train", arrays=ArrayRecord([rows]), metrics=metrics),
+        reply("evaluate", metrics=MetricRecord({"num-examples": 75, "proba": rows.tolist()})),
+    ]  # fmt: skip
+    problems = _leaks(leaked)
+    assert len(problems) == 4, problems
+    assert "'scores'" in problems[0] and "'metric-columns'" in problems[1]
+    assert "not the model's" in problems[2] and "a value per row" in problems[3]
 
 
 @pytest.mark.slow
@@ -117,7 +215,7 @@ def test_below_the_minimum_fails_with_a_clear_message():
 
     grid = MinimumNodesGrid(TwoNodes(), minimum=3, timeout_s=0.0)
     grid.get_node_ids()  # starts the clock
-    with pytest.raises(FederationError, match="only 2 institution.*minimum of 3"):
+    with pytest.raises(FederationError, match=r"only 2 institution.*minimum of 3"):
         grid.get_node_ids()
     assert list(MinimumNodesGrid(TwoNodes(), minimum=2, timeout_s=0.0).get_node_ids()) == [1, 2]
 

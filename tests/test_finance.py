@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import chi2_contingency
 
 from consortia.config import ExperimentConfig
-from consortia.data.institutions import load_federation
+from consortia.data.consortium import load_federation
 from consortia.experiment import run_experiment
 from consortia.verticals import get_vertical
 from consortia.verticals.finance.generator import FRAUD_RATE_BOUNDS, bank_profiles, generate

@@ -55,7 +55,7 @@ def test_infinite_numbers_are_rejected_with_file_column_rows(tmp_path, declared)
     frame.loc[3, "score"] = "inf"
     path = tmp_path / "a.csv"
     frame.to_csv(path, index=False)
-    mapping = DataMapping.parse({"extra": {"numeric": ["score"]}}) if declared else None
+    mapping = DataMapping.parse({"extra": {"numeric": ["score"]}} if declared else {"infer_extra": True})
     with pytest.raises(DataValidationError) as info:
         load_file(path, HEALTH, mapping)
     text = str(info.value)
@@ -68,7 +68,7 @@ def test_extra_numeric_here_and_text_there_shares_one_vocabulary(tmp_path):
     b = _patients(seed=2).assign(grade=["1", "2", "x"] * 10)
     a.to_csv(tmp_path / "a.csv", index=False)
     b.to_csv(tmp_path / "b.csv", index=False)
-    data = load_files([tmp_path / "a.csv", tmp_path / "b.csv"], HEALTH)
+    data = load_files([tmp_path / "a.csv", tmp_path / "b.csv"], HEALTH, DataMapping.parse({"infer_extra": True}))
     assert data.schema.feature("grade").kind == "categorical"
     assert set(data.frames["a"]["grade"]) == {"1", "2", "3"}
     assert set(data.frames["b"]["grade"]) == {"1", "2", "x"}
@@ -105,7 +105,7 @@ def test_example_csv_has_both_classes_and_no_ground_truth(vertical_name):
 def test_mapping_that_is_not_a_document_is_a_config_error(tmp_path, text):
     path = tmp_path / "mapping.yaml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match="mapping.yaml"):
+    with pytest.raises(ConfigError, match=r"mapping\.yaml"):
         DataMapping.from_file(path)
     with pytest.raises(ConfigError):
         DataMapping.parse(text.strip(), source="inline")
@@ -142,7 +142,7 @@ def test_repeated_header_is_an_error_naming_the_column(tmp_path):
 # 8 ---------------------------------------------------------------------------------------------
 def test_federated_preprocessor_keeps_extras_every_institution_has(tmp_path):
     from consortia.config import ExperimentConfig
-    from consortia.data.institutions import load_federation
+    from consortia.data.consortium import load_federation
 
     vertical = get_vertical("healthcare")
     frame = vertical.generate(3, 600, 5)
@@ -152,7 +152,8 @@ def test_federated_preprocessor_keeps_extras_every_institution_has(tmp_path):
     for name, rows in frame.groupby(vertical.schema.institution_column):
         files.append(str(tmp_path / f"{name}.csv"))
         rows.to_csv(files[-1], index=False)
-    config = ExperimentConfig.build(vertical="healthcare", institutions=3, data={"files": files})
+    mapping = DataMapping.parse({"extra": {"numeric": ["extra_signal"]}}).to_json()
+    config = ExperimentConfig.build(vertical="healthcare", institutions=3, data={"files": files, "mapping": mapping})
     federation = load_federation(config, get_vertical(config.vertical))
     assert "extra_signal" in federation.schema.feature_names  # what local-only baselines use
     summaries = [inst.summary(federation.schema) for inst in federation.institutions.values()]

@@ -125,12 +125,14 @@ def test_target_missing_values(tmp_path):
 
 def test_extra_columns_inferred_with_a_note(tmp_path):
     frame = _patients().assign(ward=["a", "b", "c"] * 10, score=np.linspace(0, 1, 30))
-    loaded = load_file(_write(tmp_path / "a.csv", frame), SCHEMA)
-    assert dict((f.name, f.kind) for f in loaded.schema.features)["ward"] == "categorical"
+    err = _error(_write(tmp_path / "a.csv", frame))  # undeclared: refused, never silently a feature
+    assert "'ward', 'score'" in str(err) and "ignore" in str(err)
+    loaded = load_file(tmp_path / "a.csv", SCHEMA, DataMapping.parse({"infer_extra": True}))
+    assert {f.name: f.kind for f in loaded.schema.features}["ward"] == "categorical"
     assert "score" in loaded.schema.extra_columns
     assert any("'ward' taken as categorical" in n for n in loaded.notes)
-    declared = DataMapping.parse({"extra": {"categorical": ["score"]}})
-    kinds = dict((f.name, f.kind) for f in load_file(tmp_path / "a.csv", SCHEMA, declared).schema.features)
+    declared = DataMapping.parse({"extra": {"categorical": ["score"]}, "ignore": ["ward"]})
+    kinds = {f.name: f.kind for f in load_file(tmp_path / "a.csv", SCHEMA, declared).schema.features}
     assert kinds["score"] == "categorical"
 
 

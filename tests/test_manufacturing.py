@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from consortia.config import ExperimentConfig
-from consortia.data.institutions import load_federation
+from consortia.data.consortium import load_federation
 from consortia.experiment import run_experiment
 from consortia.verticals import get_vertical
 from consortia.verticals.manufacturing.generator import DEFECT_RATE_BOUNDS, factory_profiles, generate

@@ -51,7 +51,8 @@ def test_bad_file_fails_before_training_with_file_column_rows(tmp_path):
     frame = pd.read_csv(files[0], dtype=str, keep_default_na=False)
     frame.loc[[2, 5], "trestbps"] = "n.d."
     frame.to_csv(bad, index=False)
-    result = _run("run", "healthcare", "--data", bad, "--data", files[1], "--map", get_example("uci-heart").mapping_path,
+    mapping = get_example("uci-heart").mapping_path
+    result = _run("run", "healthcare", "--data", bad, "--data", files[1], "--map", mapping,
                   *FAST, "--run-dir", tmp_path / "run")  # fmt: skip
     assert result.exit_code == 2
     assert str(bad) in result.output and "trestbps" in result.output and "rows 3, 6" in result.output

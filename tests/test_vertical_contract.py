@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from consortia.config import ExperimentConfig
-from consortia.data.institutions import load_federation
+from consortia.data.consortium import load_federation
 from consortia.experiment import run_experiment
 from consortia.verticals import VERTICALS, Vertical, get_vertical
 

@@ -75,14 +75,25 @@ def test_summary_reveals_only_counts_and_interior_quantiles(federation):
     s = local_quantile_summary(X, N_BINS)
     json.dumps(s)  # plain data, shareable as is
     assert set(s) == {"format", "n_rows", "resolution", "features"}
-    assert s["n_rows"] == len(X) and s["resolution"] == 4 * N_BINS
+    assert s["n_rows"] == len(X) and s["resolution"] == N_BINS  # what the bin count needs, no finer
     for j, feat in enumerate(s["features"]):
         assert set(feat) == {"count", "quantiles"}
         col = X[:, j][~np.isnan(X[:, j])]
         assert feat["count"] == col.size
-        assert len(feat["quantiles"]) == s["resolution"] - 1
+        assert len(feat["quantiles"]) == min(s["resolution"], col.size // 5) - 1
         if j < 7:  # continuous: no extreme value is disclosed
             assert col.min() < min(feat["quantiles"]) and max(feat["quantiles"]) < col.max()
+
+
+def test_small_institution_shares_coarse_quantiles():
+    """A 300-row site shares at most one quantile per 5 values, never (nearly) every value."""
+    X = np.random.default_rng(3).normal(size=(300, 2))
+    s = local_quantile_summary(X, 512)
+    for feat in s["features"]:
+        assert len(feat["quantiles"]) <= 300 // 5 - 1
+        assert len(set(feat["quantiles"]) & set(X[:, 0]) | set(feat["quantiles"]) & set(X[:, 1])) < 60
+    tiny = local_quantile_summary(np.arange(8, dtype=float).reshape(-1, 1), 64)
+    assert tiny["features"][0]["quantiles"] == []  # 8 values: too few to share any quantile
 
 
 def test_merged_edges_approximate_pooled_quantiles(federation):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from consortia.cli import commands, run, serve
+from consortia.cli import audit, commands, run, serve
 
 app = typer.Typer(
     name="consortia",
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.command()(run.run)
 app.command()(commands.predict)
+app.command()(audit.audit)
 app.command()(commands.examples)
 app.command("list")(commands.list_components)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(commands.demo)

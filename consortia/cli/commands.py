@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from consortia.cli.output import console, friendly_errors
+from consortia.cli.output import console, friendly_errors, note
 
 
 @friendly_errors
@@ -20,8 +21,8 @@ def predict(
     """Score new rows with a run's global model (same mapping, validation and preprocessing)."""
     from consortia.runs.predict import predict_file
 
-    scored = predict_file(run_dir, data, out)
-    console.print(f"{len(scored)} rows scored -> {out}", highlight=False)
+    scored = predict_file(run_dir, data, out, on_note=note)
+    console.print(f"{len(scored)} rows scored -> {escape(str(out))}", highlight=False)
 
 
 def examples() -> None:
@@ -56,10 +57,14 @@ def demo(
 
     from consortia.demo import APP_SCRIPT
 
+    # Streamlit's first-run e-mail prompt would block a start without a terminal (and write
+    # ~/.streamlit/credentials.toml): never show it. Without --headless, Streamlit decides
+    # itself whether to open a browser (not on a Linux box without a display).
+    headless = headless or not sys.stdin.isatty()
     command = [
         sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
-        "--server.port", str(port), "--server.address", address,
-        "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
+        "--server.port", str(port), "--server.address", address, "--server.showEmailPrompt", "false",
+        *(["--server.headless", "true"] if headless else []), "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal", *ctx.args,
     ]  # fmt: skip
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

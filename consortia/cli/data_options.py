@@ -45,8 +45,18 @@ def data_options(
     else:
         paths = [Path(f) for f in files or []]
         for path in paths:
+            if path.is_dir():
+                raise ConfigError(
+                    f"--data {path} is a folder, not a file; to use every file in it, pass --data-dir {path}"
+                )
             if not path.is_file():
                 raise ConfigError(f"--data {path}: no such file")
+    if len(paths) < 2:
+        given = f"--data-dir {data_dir} holds" if data_dir else "--data names"
+        raise ConfigError(
+            f"{given} {len(paths)} file ({', '.join(str(p) for p in paths)}); a federation needs at least 2 "
+            "institutions, one file each"
+        )
     if mapping_path is None:
         beside = [p.parent / "mapping.yaml" for p in paths if (p.parent / "mapping.yaml").is_file()]
         known = find_example_for(paths, vertical)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.markup import escape
 
 from consortia.cli.output import console, err_console, friendly_errors, note, parse_pairs
+from consortia.data.loaders import check_output_file
+from consortia.errors import ConfigError, ConsortiaError
 from consortia.logs import set_flower_verbosity
 
 
 @friendly_errors
 def run(
+    ctx: typer.Context,
     vertical: Annotated[str, typer.Argument(help="healthcare, finance or manufacturing")],
     institutions: Annotated[int | None, typer.Option(help="number of institutions (default: the vertical's)")] = None,
     rows: Annotated[int | None, typer.Option(help="total synthetic rows (default: the vertical's)")] = None,
@@ -51,31 +54,43 @@ def run(
     ] = "consortia",
     run_dir: Annotated[Path | None, typer.Option(help="run folder (default: runs/<vertical>-<time>)")] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="continue the run in this folder from its last checkpoint")
+        Path | None,
+        typer.Option(
+            help="continue the run in this folder from its newest readable checkpoint, with its stored settings; "
+            "the vertical must match, --rounds may grow, other options that differ are refused"
+        ),
     ] = None,
     metric: Annotated[str | None, typer.Option(help="metric of the printed table (default: the vertical's)")] = None,
 ) -> None:
-    """Train federated, centralized and local-only models and print the comparison table."""
+    """Train federated, centralized and local-only models and print the comparison table.
+
+    With --resume FOLDER the run continues from that folder's newest readable checkpoint with its
+    stored settings: the vertical must match, --rounds may grow (to train more), --json, --metric
+    and --verbose only change the output, and any other option that differs from the stored run
+    is refused.
+    """
     from consortia.cli.data_options import data_options
     from consortia.config import ExperimentConfig
-    from consortia.experiment.recorded import resume_config
     from consortia.runs.folder import default_run_dir
     from consortia.verticals import get_vertical
 
     spec = get_vertical(vertical)
-    data_config, notes = data_options(
-        spec.name, files=[str(p) for p in data or []], data_dir=str(data_dir) if data_dir else None,
-        target=target, mapping_path=str(map_path) if map_path else None, example=example, protocol=protocol,
-    )  # fmt: skip
-    model_params = parse_pairs(model_param, "--model-param")
-    if protocol == "flamby" and model is None:  # FLamby's model: Linear + sigmoid, Adam, batch 4
-        from consortia.data import flamby as flamby_heart
-
-        model, model_params = flamby_heart.MODEL, {**flamby_heart.MODEL_PARAMS, **model_params}
-        metric = metric or "accuracy"
     if resume is not None:
-        config = resume_config(resume)
+        options = {k: v for k, v in locals().items() if k in _OPTION_FIELDS or k in _DATA_OPTIONS}
+        config, notes = _resume(ctx, spec.name, resume, options)
+        if config.data.protocol == "flamby":
+            metric = metric or "accuracy"
     else:
+        data_config, notes = data_options(
+            spec.name, files=[str(p) for p in data or []], data_dir=str(data_dir) if data_dir else None,
+            target=target, mapping_path=str(map_path) if map_path else None, example=example, protocol=protocol,
+        )  # fmt: skip
+        model_params = parse_pairs(model_param, "--model-param")
+        if protocol == "flamby" and model is None:  # FLamby's model: Linear + sigmoid, Adam, batch 4
+            from consortia.data import flamby as flamby_heart
+
+            model, model_params = flamby_heart.MODEL, {**flamby_heart.MODEL_PARAMS, **model_params}
+            metric = metric or "accuracy"
         config = ExperimentConfig.build(
             data=data_config,
             run_dir=str(run_dir or default_run_dir(spec.name)),
@@ -96,6 +111,14 @@ def run(
             device=device,
             seed=seed,
         )
+        _check_run_dir(Path(str(config.run_dir)))
+        if not config.data.files:
+            _check_rows(spec, config)
+        _check_model(spec, config)
+    _check_metric(spec, metric)
+    if json_path is not None:  # before training: a run must not end in a traceback about its output
+        inputs = [*config.data.files, *([config.data.mapping_source] if config.data.mapping_source else [])]
+        check_output_file(json_path, "--json", inputs, example="result.json")
     set_flower_verbosity(verbose)
     for message in notes:
         note(message)
@@ -105,7 +128,15 @@ def run(
         if config.data.protocol == "consortia":
             for message in load_data(config, spec).notes:  # validates every file before any training
                 note(message)
-    result = _run_with_progress(config)
+    existed = Path(str(config.run_dir)).exists()
+    try:
+        result = _run_with_progress(config)
+    except KeyboardInterrupt:
+        _interrupted(config)
+    except ConsortiaError:
+        if not existed:  # failed before any round: leave no folder that blocks the same --run-dir next time
+            _remove_unstarted(Path(str(config.run_dir)))
+        raise
     console.print(result.render_table(metric))
     s = result.summary["pooled"]
     console.print(
@@ -115,9 +146,202 @@ def run(
         highlight=False,
         soft_wrap=True,
     )
+    _note_rows(spec, config, result)
     if json_path is not None:
         result.to_json(json_path)
-        console.print(f"RunResult written to {json_path}")
+        console.print(f"RunResult written to {escape(str(json_path))}", highlight=False)
+
+
+# -- --resume -----------------------------------------------------------------------------------
+#: CLI options -> the config field they set; with --resume each must agree with the stored run
+_OPTION_FIELDS = {
+    "institutions": "institutions", "rows": "rows", "local_epochs": "local_epochs",
+    "finetune_epochs": "finetune_epochs", "model": "model", "model_param": "model_params", "strategy": "strategy",
+    "strategy_param": "strategy_params", "xgb_mode": "xgb_mode", "fraction_train": "fraction_train",
+    "partition": "partition.kind", "alpha": "partition.alpha", "engine": "engine", "device": "device",
+    "seed": "seed", "run_dir": "run_dir", "rounds": "rounds",
+}  # fmt: skip
+#: options that choose the data; with --resume they must name the stored run's data
+_DATA_OPTIONS = ("data", "data_dir", "target", "map_path", "example", "protocol")
+
+
+def _resume(ctx: typer.Context, vertical: str, folder: Path, options: dict[str, Any]):  # -> (config, notes)
+    """The stored config of ``folder``, with --rounds applied; options that would change the run refused."""
+    from click.core import ParameterSource
+
+    from consortia.config import ExperimentConfig
+    from consortia.experiment.recorded import resume_config
+    from consortia.runs.folder import RunFolder
+
+    if not folder.is_dir():
+        raise ConfigError(f"--resume {folder}: {'is a file, not' if folder.exists() else 'no such'} run folder")
+    config = resume_config(folder)
+    if config.vertical != vertical:
+        raise ConfigError(
+            f"--resume {folder} holds a {config.vertical} run, not {vertical}; "
+            f"continue it with `consortia run {config.vertical} --resume {folder}`"
+        )
+    given = {
+        name: value
+        for name, value in options.items()
+        if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    }
+    stored = config.model_dump(mode="json")
+    conflicts = [_conflict(name, value, stored) for name, value in given.items() if name not in _DATA_OPTIONS]
+    if any(name in _DATA_OPTIONS for name in given) and _data_differs(vertical, given, stored):
+        conflicts.append("the data options (--data, --data-dir, --example, --map, --target, --protocol)")
+    conflicts = [c for c in conflicts if c]
+    if conflicts:
+        raise ConfigError(
+            f"--resume {folder} continues the stored run; these options differ from it: {', '.join(conflicts)}. "
+            "With --resume only --rounds (to train more), --json, --metric and --verbose may change; "
+            "start a new run for other settings"
+        )
+    run = RunFolder(config.run_dir or folder)
+    checkpoint = run.latest_checkpoint()
+    done = checkpoint.round if checkpoint is not None else 0
+    if "rounds" in given and given["rounds"] != config.rounds:
+        if given["rounds"] < done:
+            raise ConfigError(f"--rounds {given['rounds']}: {folder} has already trained {done} rounds")
+        config = ExperimentConfig.build(**{**config.model_dump(), "rounds": given["rounds"]})
+    notes = [f"skipped damaged checkpoint {run.checkpoints / entry}" for entry in run.skipped_checkpoints]
+    if checkpoint is None:
+        notes.append(f"resuming {folder}: no readable checkpoint, so training starts again from round 1")
+    elif done < config.rounds:
+        notes.append(
+            f"resuming {folder} from the checkpoint of round {done}: training rounds {done + 1}-{config.rounds}"
+        )
+    else:
+        notes.append(f"resuming {folder}: all {done} rounds are done, so only evaluating; --rounds N trains more")
+    return config, notes
+
+
+def _conflict(name: str, value: Any, stored: dict[str, Any]) -> str | None:
+    """'--option value (stored: x)' when giving ``value`` would change the stored run, else None."""
+    from consortia.config import ExperimentConfig
+
+    field = _OPTION_FIELDS[name]
+    if field == "rounds":
+        return None  # may grow: applied by _resume
+    if field == "run_dir":
+        same = Path(str(value)).resolve() == Path(str(stored["run_dir"])).resolve()
+        return None if same else f"--run-dir {value} (stored: {stored['run_dir']})"
+    if field in ("model_params", "strategy_params"):
+        value = parse_pairs(value, f"--{name.replace('_', '-')}")
+    head, _, tail = field.partition(".")
+    changed = {**stored, head: {**stored[head], tail: value} if tail else value}
+    try:
+        candidate = ExperimentConfig.build(**changed).model_dump(mode="json")
+    except ConfigError:
+        candidate = None
+    if candidate is not None and candidate == stored:
+        return None
+    current = stored[head][tail] if tail else stored[head]
+    shown = ",".join(value) if isinstance(value, list) else value
+    return f"--{name.replace('_', '-')} {shown} (stored: {current})"
+
+
+def _data_differs(vertical: str, given: dict[str, Any], stored: dict[str, Any]) -> bool:
+    from consortia.cli.data_options import data_options
+
+    map_path, data_dir = given.get("map_path"), given.get("data_dir")
+    data, _ = data_options(
+        vertical, files=[str(p) for p in given.get("data") or []], data_dir=str(data_dir) if data_dir else None,
+        target=given.get("target"), mapping_path=str(map_path) if map_path else None,
+        example=given.get("example"), protocol=given.get("protocol", stored["data"]["protocol"]),
+    )  # fmt: skip
+    keys = ("files", "target", "mapping", "protocol")
+    return any(data.get(k, stored["data"][k]) != stored["data"][k] for k in keys)
+
+
+# -- checks before training ---------------------------------------------------------------------
+def _check_run_dir(path: Path) -> None:
+    """A run folder must be (or become) a folder: not a file, nor inside one."""
+    for candidate in (path, *path.resolve().parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                what = "is a file" if candidate == path else f"is inside {candidate}, which is a file"
+                raise ConfigError(f"--run-dir {path} {what}; give a folder (it is created if missing)")
+            return
+
+
+def _check_rows(spec, config) -> None:  # spec: Vertical, config: ExperimentConfig
+    """Refuse --rows the generator would exceed: every institution gets a minimum number of rows."""
+    least = len(spec.generate(config.institutions, 0, config.seed))  # every institution at its minimum
+    if config.rows < least:
+        raise ConfigError(
+            f"--rows {config.rows} is too few for {config.institutions} {spec.institution_noun}s: each gets "
+            f"at least {least // config.institutions} rows, so --rows must be at least {least} (or use fewer "
+            "--institutions)"
+        )
+
+
+def _note_rows(spec, config, result) -> None:
+    """Say so when the institutions' minimum size made the run train on more rows than --rows."""
+    if config.data.files or config.partition.kind != "natural":
+        return
+    total = sum(size["train"] + size["test"] for size in result.institution_sizes.values())
+    if total > config.rows:
+        least = len(spec.generate(config.institutions, 0, config.seed)) // config.institutions
+        note(
+            f"the {config.institutions} {spec.institution_noun}s hold {total} rows, not --rows {config.rows}: "
+            f"each gets at least {least}, so small shares were raised to that"
+        )
+
+
+def _check_metric(spec, metric: str | None) -> None:  # spec: Vertical
+    """An unknown --metric would print a table of n/a after the whole run: refuse it first."""
+    if metric is None:
+        return
+    import numpy as np
+
+    y, p = np.array([0, 1] * 4), np.linspace(0.1, 0.9, 8)
+    known = sorted(spec.evaluate(y, p, frame=None, train=(y, p)))
+    if metric not in known:
+        raise ConfigError(f"--metric {metric!r}: the {spec.name} vertical reports {', '.join(known)}")
+
+
+def _check_model(spec, config) -> None:  # spec: Vertical, config: ExperimentConfig
+    """Build the model once so that a bad --model-param or --device fails before any data is read."""
+    if config.xgb_mode != "bagging" and config.model != "xgboost":
+        raise ConfigError(f"--xgb-mode {config.xgb_mode} applies to --model xgboost only (got --model {config.model})")
+    if not config.model_params and config.device == "cpu":
+        return  # the defaults are known to build
+    from consortia.learners import make_learner
+
+    params = spec.model_params(config.model, config.model_params)
+    make_learner(config.model, 2, params, seed=config.seed, device=config.device)  # ConfigError names the option
+
+
+def _remove_unstarted(folder: Path) -> None:
+    """Remove a run folder this command created if it holds only its config (no round was trained)."""
+    if not folder.is_dir():
+        return
+    checkpoints = folder / "checkpoints"
+    names = {p.name for p in folder.iterdir()}
+    if names - {"config.json", "checkpoints"} or (checkpoints.is_dir() and any(checkpoints.iterdir())):
+        return
+    if checkpoints.is_dir():
+        checkpoints.rmdir()
+    (folder / "config.json").unlink(missing_ok=True)
+    folder.rmdir()
+
+
+def _interrupted(config) -> NoReturn:  # config: ExperimentConfig
+    """Ctrl-C: one line on how to continue, exit code 130 (128 + SIGINT) as shells expect."""
+    from consortia.runs.folder import CONFIG, RunFolder
+
+    folder = Path(str(config.run_dir))
+    if (folder / CONFIG).is_file():
+        checkpoint = RunFolder(folder).latest_checkpoint()
+        done = f"last checkpoint: round {checkpoint.round}" if checkpoint is not None else "no round finished yet"
+        err_console.print(
+            f"interrupted ({done}); continue with `consortia run {config.vertical} --resume {folder}`",
+            highlight=False, soft_wrap=True, markup=False,
+        )  # fmt: skip
+    else:
+        err_console.print("interrupted before the run folder was written: nothing to resume", highlight=False)
+    raise typer.Exit(code=130)
 
 
 def _run_with_progress(config):
@@ -131,17 +355,18 @@ def _run_with_progress(config):
         TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
     )  # fmt: skip
-    with Progress(*columns, console=err_console, transient=not sys.stderr.isatty()) as progress:
+    # no bar when stderr is not a terminal (logs, CI, pipes): it would only leave a blank line
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as progress:
         task = progress.add_task("rounds", total=config.rounds, status="")
 
         def on_round(record) -> None:
             value = record.metrics.get(f"pooled.{metric}", record.metrics.get(metric, float("nan")))
-            progress.update(task, advance=1, status=f"{metric} {value:.4f}")
+            progress.update(task, completed=record.round, status=f"{metric} {value:.4f}")  # resumed: from there
 
         if config.run_dir:
             from consortia.experiment.recorded import run_recorded
 
             result, folder = run_recorded(config, on_round=on_round)
-            err_console.print(f"run folder: {folder.path}", highlight=False)
+            err_console.print(f"run folder: {folder.path}", highlight=False, markup=False)
             return result
         return run_experiment(config, on_round=on_round)

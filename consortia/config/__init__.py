@@ -155,7 +155,10 @@ class ExperimentConfig(BaseModel):
         every other key: Flower always passes the app's default keys too, so they cannot be
         told apart from overrides. Empty strings mean "not set" (TOML has no null).
         """
-        run_config = {k: v for k, v in run_config.items() if v != ""}
+        # "" means "not set" for the app's own keys; inside a free-form mapping (model_params.hidden
+        # = "" is an MLP without hidden layers) it is a value and must survive the round trip.
+        free_form = ("model_params.", "strategy_params.")
+        run_config = {k: v for k, v in run_config.items() if v != "" or k.startswith(free_form)}
         if run_config.get("experiment"):
             return cls.build(**json.loads(str(run_config["experiment"])))
         known = set(cls.model_fields)

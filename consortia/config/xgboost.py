@@ -50,11 +50,10 @@ def wire_xgboost(values: dict[str, Any]) -> dict[str, Any]:
             f"model 'xgboost' with xgb_mode '{mode}' runs on Flower's strategy '{wanted}' (got '{strategy}'); "
             f"leave the strategy unset or use --xgb-mode"
         )
-    if mode == "bagging":
-        if int(values.get("local_epochs", 1)) != 1 or int(params.get("trees_per_epoch", 1)) != 1:
-            raise ValueError(
-                "xgb_mode 'bagging' adds one tree per institution per round (Flower's FedXgbBagging): "
-                "local_epochs and trees_per_epoch must be 1; use more rounds for more trees"
-            )
+    if mode == "bagging" and (int(values.get("local_epochs", 1)) != 1 or int(params.get("trees_per_epoch", 1)) != 1):
+        raise ValueError(
+            "xgb_mode 'bagging' adds one tree per institution per round (Flower's FedXgbBagging): "
+            "local_epochs and trees_per_epoch must be 1; use more rounds for more trees"
+        )
     params["xgb_mode"] = mode
     return {**values, "model_params": params, "xgb_mode": mode, "strategy": wanted or _DEFAULT_STRATEGY}

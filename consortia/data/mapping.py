@@ -112,7 +112,9 @@ class DataMapping(BaseModel):
     )
     extra: ExtraSpec = Field(default_factory=ExtraSpec)
     ignore: list[str] = Field(default_factory=list, description="file columns to leave out")
-    infer_extra: bool = Field(True, description="treat undeclared columns as features (kind inferred)")
+    infer_extra: bool = Field(
+        False, description="treat undeclared columns as features (kind inferred); default: they are an error"
+    )
 
     @field_validator("categories", mode="before")
     @classmethod
@@ -188,8 +190,12 @@ def _yaml(text: str) -> Any:
 
     try:
         return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:  # where and what, without YAML's multi-line excerpt
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"not valid YAML{where}: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
-        raise ValueError(str(exc).replace("\n", " ")) from None
+        raise ValueError(" ".join(str(exc).split())) from None
 
 
 def check_mapping_against(mapping: DataMapping, schema_features: set[str], source: str) -> None:

@@ -37,7 +37,10 @@ def partition_frame(
     else:
         if num_institutions > len(frame):
             raise ConfigError(f"cannot split {len(frame)} rows over {num_institutions} institutions")
-        indices = _resplit_indices(frame, config, num_institutions, target, seed)
+        indices = {
+            name: np.asarray(idx, dtype=int)
+            for name, idx in _resplit_indices(frame, config, num_institutions, target, seed).items()
+        }
     parts: dict[str, pd.DataFrame] = {}
     for name, idx in indices.items():
         if len(idx) == 0:

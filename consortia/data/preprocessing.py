@@ -1,12 +1,19 @@
 """Federated-safe preprocessing: statistics come from institutions' summaries, never pooled rows.
 
-Each institution computes a ``FeatureSummary`` of its own training rows (counts, sums, sums of
-squares, missing counts, category counts). Only these summaries travel; the server merges them
-into one ``Preprocessor`` (means and standard deviations for scaling, mean imputation, missing
-indicators, category vocabularies) that every institution then applies locally.
+Each institution computes a ``FeatureSummary`` of its own training rows (per numeric column
+the count, mean and standard deviation of present values and the missing count; category
+counts). Only these summaries travel; the server merges them into one ``Preprocessor`` (means
+and standard deviations for scaling, mean imputation, missing indicators, category
+vocabularies) that every institution then applies locally.
 
 What a summary reveals: the institution's row count, and per column its mean, variance, number
 of missing values and how often each category occurs. No row-level value leaves the institution.
+
+Numerically safe for any finite input: each institution sends its mean and standard deviation
+(two-pass, so values near ``1e10`` that differ by 1 keep their spread; recomputed on values
+divided by the largest magnitude when squares would overflow), and the server merges them with
+Chan et al.'s parallel formula on scaled terms, so ``1e200`` or ``1e308`` in a column give
+finite, correct statistics where plain sums of squares overflowed.
 """
 
 from __future__ import annotations
@@ -23,10 +30,25 @@ from consortia.data.schema import TabularSchema
 
 @dataclass
 class NumericStats:
+    """One numeric column at one institution; ``mean``/``std`` (population) of present values."""
+
     count: int  # non-missing values
-    total: float
-    total_sq: float
+    mean: float
+    std: float
     missing: int
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> NumericStats:
+        """Stats of ``values`` (NaN = missing); finite for any finite values."""
+        present = values[~np.isnan(values)]
+        if present.size == 0:
+            return cls(count=0, mean=0.0, std=0.0, missing=int(values.size))
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = float(np.mean(present)), float(np.std(present))  # two-pass: no cancellation
+        if not (np.isfinite(mean) and np.isfinite(std)):  # squares (or the sum) overflowed: go scaled
+            scale = float(np.max(np.abs(present)))
+            mean, std = float(np.mean(present / scale) * scale), float(np.std(present / scale) * scale)
+        return cls(count=int(present.size), mean=mean, std=std, missing=int(values.size - present.size))
 
 
 @dataclass
@@ -42,14 +64,7 @@ class FeatureSummary:
     def from_frame(cls, frame: pd.DataFrame, schema: TabularSchema) -> FeatureSummary:
         summary = cls(n_rows=len(frame))
         for f in schema.numeric:
-            values = frame[f.name].to_numpy(dtype=float)
-            present = values[~np.isnan(values)]
-            summary.numeric[f.name] = NumericStats(
-                count=int(present.size),
-                total=float(present.sum()),
-                total_sq=float(np.square(present).sum()),
-                missing=int(values.size - present.size),
-            )
+            summary.numeric[f.name] = NumericStats.of(frame[f.name].to_numpy(dtype=float))
         for f in schema.categorical:
             column = frame[f.name]
             counts = column.dropna().astype(str).value_counts()
@@ -122,11 +137,10 @@ def merge_summaries(summaries: Sequence[FeatureSummary], schema: TabularSchema) 
         missing = sum(s.missing for s in stats)
         if count == 0:
             continue  # a column no institution measured carries no information
-        mean = sum(s.total for s in stats) / count
-        var = max(sum(s.total_sq for s in stats) / count - mean**2, 0.0)
+        mean, std = _pooled_mean_std(stats)
         numeric.append(f.name)
         means.append(mean)
-        stds.append(float(np.sqrt(var)) if var > 1e-12 else 1.0)
+        stds.append(std if std > 1e-6 else 1.0)
         if missing:
             indicators.append(f.name)
     categories: dict[str, list[str]] = {}
@@ -134,10 +148,24 @@ def merge_summaries(summaries: Sequence[FeatureSummary], schema: TabularSchema) 
         seen: set[str] = set()
         for s in summaries:
             seen.update(s.categorical.get(f.name, {}))
-        if f.categories is not None:
-            vocab = [str(c) for c in f.categories if str(c) in seen]
-        else:
-            vocab = sorted(seen)
+        vocab = [str(c) for c in f.categories if str(c) in seen] if f.categories is not None else sorted(seen)
         if vocab:
             categories[f.name] = vocab
     return Preprocessor(numeric, means, stds, indicators, categories)
+
+
+def _pooled_mean_std(stats: Sequence[NumericStats]) -> tuple[float, float]:
+    """Mean and std of the union of institutions' values (Chan et al.'s parallel formula).
+
+    The mean is a weighted average of finite means, so it cannot overflow; the spread is
+    computed on halved, scaled terms so that values near +-1.8e308 stay finite too.
+    """
+    present = [s for s in stats if s.count]
+    count = sum(s.count for s in present)
+    weights = [s.count / count for s in present]
+    mean = float(sum(w * s.mean for w, s in zip(weights, present, strict=True)))
+    halves = [(s.std / 2, s.mean / 2 - mean / 2) for s in present]  # no overflow in the difference
+    scale = max(max(abs(sd), abs(diff)) for sd, diff in halves) or 1.0
+    spread = sum(w * ((sd / scale) ** 2 + (diff / scale) ** 2) for w, (sd, diff) in zip(weights, halves, strict=True))
+    std = min(2 * scale * float(np.sqrt(spread)), float(np.finfo(float).max))
+    return mean, std

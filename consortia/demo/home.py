@@ -73,8 +73,9 @@ def render_home() -> None:
         "- Open a vertical page, look at the **Data** tab to see how different the "
         "institutions are, then press **Run federation** and watch the rounds.\n"
         "- Change the heterogeneity (IID, Dirichlet label skew) and see who gains or loses.\n"
-        "- **Use your own data**: upload one CSV per institution to check it against the "
-        "vertical's schema.\n"
+        "- **Use your own data**: upload one CSV per institution (with a `mapping.yaml` when your "
+        "column names differ) to check it against the vertical's schema and train on it, or try "
+        "the shipped UCI heart-disease files on the Healthcare page.\n"
         "- From a terminal: `consortia run healthcare --json run.json` gives the same "
         "comparison; `consortia list` shows every model and strategy."
     )

@@ -96,7 +96,7 @@ class DataOverview:
 
 def data_overview(config: ExperimentConfig) -> DataOverview:
     """The data of ``config``'s federation, for plots and tables (no training)."""
-    from consortia.data.institutions import load_federation
+    from consortia.data.consortium import load_federation
     from consortia.verticals import get_vertical
 
     vertical = get_vertical(config.vertical)
@@ -106,7 +106,7 @@ def data_overview(config: ExperimentConfig) -> DataOverview:
     parts = []
     for name, inst in federation.institutions.items():
         for split, rows in (("train", inst.train), ("test", inst.test)):
-            part = rows[schema.feature_names + [schema.target]].copy()
+            part = rows[[*schema.feature_names, schema.target]].copy()
             part[noun] = name
             part["split"] = split
             parts.append(part)

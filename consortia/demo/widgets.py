@@ -14,10 +14,13 @@ import pandas as pd
 import streamlit as st
 
 from consortia.demo.runner import ResultStore, RunStopped, run_live
-from consortia.errors import ConsortiaError
+from consortia.errors import ConfigError, ConsortiaError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from consortia.config import ExperimentConfig
+    from consortia.data.mapping import DataMapping
     from consortia.runs.results import RoundRecord, RunResult
     from consortia.verticals import Vertical
 
@@ -29,6 +32,8 @@ HETEROGENEITY = {
 }
 ALPHAS = [0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0]
 MODE_ORDER = ["local-only", "federated", "federated + fine-tuned", "centralized"]
+#: the own-data tab's source that means "the files uploaded here" (the others name shipped examples)
+UPLOAD = "upload"
 
 
 def key(vertical: str, name: str) -> str:
@@ -47,41 +52,97 @@ def result_store() -> ResultStore:
 
 
 # -- sidebar ------------------------------------------------------------------------------------
+#: settings of the synthetic generator: they mean nothing for files (one institution per file)
+SYNTHETIC_SETTINGS = ("institutions", "rows", "partition")
+
+
+def own_data_in_use(vertical: str) -> bool:
+    """Files (uploaded or a shipped example) are chosen on the own-data tab.
+
+    The sidebar is drawn before that tab, so it reads the tab's widgets from the session.
+    """
+    source = st.session_state.get(key(vertical, "source"), UPLOAD)
+    return source != UPLOAD or bool(st.session_state.get(key(vertical, "upload")))
+
+
+def strategy_choices(model: str) -> list[str]:
+    """Strategies that can train ``model``.
+
+    The ``fedxgb_*`` strategies combine XGBoost trees and fail with any other model; for
+    ``xgboost`` the strategy follows from its federation mode (``xgb_mode``), so none is offered.
+    """
+    from consortia.config.xgboost import XGB_STRATEGIES
+    from consortia.federation.strategies import STRATEGIES
+
+    if model == "xgboost":
+        return []
+    trees = set(XGB_STRATEGIES.values())
+    return [name for name in STRATEGIES.names() if name not in trees]
+
+
 def sidebar_controls(vertical: Vertical) -> dict[str, Any]:
     """The run settings as ``ExperimentConfig`` keyword arguments.
 
     Later controls (privacy budget, secure aggregation) add their keys here.
     """
-    from consortia.federation.strategies import STRATEGIES
+    from consortia.config.xgboost import XGB_MODES, XGB_STRATEGIES
     from consortia.learners import LEARNERS
 
     v = vertical.name
     bar = st.sidebar
     bar.header("Federation")
+    files = own_data_in_use(v)
+    if files:
+        bar.caption(
+            "Your own data is chosen on the **Use your own data** tab: each file is one "
+            f"{vertical.institution_noun} with its own rows, so these synthetic-data settings do not apply."
+        )
     institutions = bar.number_input(
         "Institutions", min_value=2, max_value=50, value=vertical.default_institutions, step=1,
-        key=key(v, "institutions"), help=f"number of {vertical.institution_noun}s in the consortium",
+        key=key(v, "institutions"), help=f"number of {vertical.institution_noun}s in the consortium", disabled=files,
     )  # fmt: skip
     rows = bar.number_input(
         "Rows", min_value=200, max_value=500_000, value=vertical.default_rows, step=500,
-        key=key(v, "rows"), help="synthetic rows over all institutions together",
+        key=key(v, "rows"), help="synthetic rows over all institutions together", disabled=files,
     )  # fmt: skip
     partition = bar.selectbox(
-        "Heterogeneity", list(HETEROGENEITY), format_func=HETEROGENEITY.get, key=key(v, "partition"),
+        "Heterogeneity", list(HETEROGENEITY), format_func=lambda kind: HETEROGENEITY[kind], key=key(v, "partition"),
         help="natural keeps each institution's generated population; the others re-split pooled rows",
+        disabled=files,
     )  # fmt: skip
     alpha = 0.5
     if partition in ("dirichlet", "quantity"):
         alpha = bar.select_slider(
-            "Dirichlet alpha (smaller = more skew)", options=ALPHAS, value=0.5, key=key(v, "alpha")
+            "Dirichlet alpha (smaller = more skew)", options=ALPHAS, value=0.5, key=key(v, "alpha"), disabled=files
         )
     bar.header("Training")
     models = LEARNERS.names()
-    strategies = STRATEGIES.names()
     model = bar.selectbox("Model", models, index=_index(models, "logistic"), key=key(v, "model"))
-    strategy = bar.selectbox("Strategy", strategies, index=_index(strategies, "fedavg"), key=key(v, "strategy"))
+    training: dict[str, Any] = {"model": model}
+    fixed_epochs = False
+    strategies = strategy_choices(model)
+    if strategies:
+        training["strategy"] = bar.selectbox(
+            "Strategy", strategies, index=_index(strategies, "fedavg"), key=key(v, "strategy")
+        )
+    else:  # xgboost: the mode picks Flower's strategy (consortia.config.xgboost)
+        mode = bar.selectbox(
+            "XGBoost mode", list(XGB_MODES), key=key(v, "xgb_mode"),
+            help="bagging: every institution adds trees each round; cyclic: one institution a round; "
+            "histogram: one booster from the institutions' gradient histograms",
+        )  # fmt: skip
+        strategy = XGB_STRATEGIES.get(mode)
+        bar.caption(f"Strategy: `{strategy}` (set by the mode)" if strategy else "Strategy: none (XGBoost's own)")
+        training["xgb_mode"] = mode
+        fixed_epochs = mode == "bagging"  # Flower's FedXgbBagging adds one tree per round
     rounds = bar.number_input("Rounds", min_value=1, max_value=500, value=20, key=key(v, "rounds"))
-    local_epochs = bar.number_input("Local epochs", min_value=1, max_value=50, value=1, key=key(v, "local_epochs"))
+    if fixed_epochs:
+        local_epochs = bar.number_input(
+            "Local epochs", min_value=1, max_value=1, value=1, disabled=True, key=key(v, "local_epochs_bagging"),
+            help="XGBoost bagging adds one tree per institution per round: use more rounds for more trees",
+        )  # fmt: skip
+    else:
+        local_epochs = bar.number_input("Local epochs", min_value=1, max_value=50, value=1, key=key(v, "local_epochs"))
     finetune_epochs = bar.number_input(
         "Fine-tuning epochs", min_value=0, max_value=50, value=2, key=key(v, "finetune_epochs"),
         help="local epochs on the final global model at each institution",
@@ -92,13 +153,17 @@ def sidebar_controls(vertical: Vertical) -> dict[str, Any]:
         institutions=int(institutions),
         rows=int(rows),
         partition={"kind": partition, "alpha": float(alpha)},
-        model=model,
-        strategy=strategy,
+        **training,
         rounds=int(rounds),
         local_epochs=int(local_epochs),
         finetune_epochs=int(finetune_epochs),
         seed=int(seed),
     )
+
+
+def file_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The sidebar's settings for a run on files: without the synthetic-data controls."""
+    return {k: v for k, v in settings.items() if k not in SYNTHETIC_SETTINGS}
 
 
 def _index(options: list[str], wanted: str) -> int:
@@ -154,7 +219,8 @@ def data_tab(vertical: Vertical, config: ExperimentConfig) -> None:
     if dist["kind"].iloc[0] == "numeric":
         chart = alt.Chart(dist).mark_line(point=True, interpolate="monotone").encode(
             x=alt.X("value:Q", title=feature), y=alt.Y("share:Q", axis=alt.Axis(format="%"), title="share of rows"),
-            color=f"{noun}:N", tooltip=[noun, alt.Tooltip("value:Q", format=".3g"), alt.Tooltip("share:Q", format=".1%")],
+            color=f"{noun}:N",
+            tooltip=[noun, alt.Tooltip("value:Q", format=".3g"), alt.Tooltip("share:Q", format=".1%")],
         )  # fmt: skip
     else:
         chart = alt.Chart(dist).mark_bar().encode(
@@ -218,8 +284,11 @@ def run_tab(vertical: Vertical, config: ExperimentConfig) -> None:
         result = store.get(fingerprint) if fingerprint in ran else None
         if result is None:
             hint = "Settings changed since the last run: press" if ran else "Press"
+            own = (
+                " (synthetic data; your own files train on the **Use your own data** tab)" if own_data_in_use(v) else ""
+            )
             st.info(
-                f"{hint} **Run federation** to train {config.institutions} {vertical.institution_noun}s "
+                f"{hint} **Run federation** to train {config.institutions} {vertical.institution_noun}s{own} "
                 f"for {config.rounds} rounds and compare with local-only and centralized training."
             )
             return
@@ -355,29 +424,111 @@ def show_result(vertical: Vertical, result: RunResult, *, from_cache: bool = Fal
 
 # -- own data tab -------------------------------------------------------------------------------
 def upload_tab(vertical: Vertical, settings: dict[str, Any]) -> None:
-    """Check one CSV per institution against the vertical's schema, then train on them.
+    """Train on real files: uploaded CSVs (with an optional mapping) or a shipped example.
 
-    Training uses the sidebar's settings with the files as the institutions; the files live in
-    a temporary folder only for the duration of the check or the run.
+    Uploads are checked against the vertical's schema first; training uses the sidebar's
+    training settings with the files as the institutions. Uploaded files live in a temporary
+    folder only for the duration of the check or the run.
     """
-    from consortia.demo.uploads import check_uploads
+    from consortia.examples import EXAMPLES
+
+    v = vertical.name
+    examples = {e.name: e for e in EXAMPLES.values() if e.vertical == v}
+    source = UPLOAD
+    if examples:
+        source = st.radio(
+            "Source", [UPLOAD, *examples], key=key(v, "source"), horizontal=True,
+            format_func=lambda s: "Upload CSV files" if s == UPLOAD else f"Shipped example: {examples[s].title}",
+        )  # fmt: skip
+    if source == UPLOAD:
+        _uploads_section(vertical, settings)
+    else:
+        _example_section(vertical, settings, source)
+
+
+def _uploads_section(vertical: Vertical, settings: dict[str, Any]) -> None:
+    from consortia.data.mapping import DataMapping
+    from consortia.demo.uploads import check_uploads, matching_example, read_mapping
 
     v = vertical.name
     schema = vertical.schema
     st.markdown(
         f"Upload one CSV file per {vertical.institution_noun}. Each is checked against the "
         f"{v} schema: columns {', '.join(f'`{n}`' for n in schema.feature_names)} and the "
-        f"0/1 target `{schema.target}`. Files are read in a temporary folder that is deleted "
-        "right after the check; nothing is kept."
+        f"0/1 target `{schema.target}`. Other column names or labels? Add a `mapping.yaml` that "
+        "translates them (as `consortia run --map` reads it). Files are read in a temporary folder "
+        "that is deleted right after the check; nothing is kept."
     )
     st.download_button(
         "Example file", _example_csv(v), file_name=f"{v}-example.csv", mime="text/csv",
         icon=":material/description:", on_click="ignore", key=key(v, "example"),
     )  # fmt: skip
     files = st.file_uploader("Institution files (CSV)", type=["csv"], accept_multiple_files=True, key=key(v, "upload"))
+    mapping_file = st.file_uploader(
+        "Mapping (optional)", type=["yaml", "yml", "json"], key=key(v, "upload_mapping"),
+        help="column names, category labels, missing markers and the target rule of your files "
+        "(see docs/real_data.md); files with a shipped example's columns use its mapping by themselves",
+    )  # fmt: skip
     if not files:
         return
-    checks = check_uploads(v, [(f.name, f.getvalue()) for f in files])
+    uploads = [(f.name, f.getvalue()) for f in files]
+    mapping: DataMapping | None = None
+    mapping_source: str | None = None
+    if mapping_file is not None:
+        try:
+            mapping = read_mapping(mapping_file.name, mapping_file.getvalue())
+        except ConfigError as exc:
+            st.error(str(exc), icon=":material/error:")
+            return
+        mapping_source = mapping_file.name
+    elif (known := matching_example(v, uploads)) is not None:
+        mapping, mapping_source = DataMapping.from_file(known.mapping_path), str(known.mapping_path)
+        st.info(f"These files have the columns of the shipped example '{known.name}': using its mapping.")
+    if not _show_checks(vertical, check_uploads(v, uploads, mapping)):
+        return
+    st.caption("Training uses the sidebar's model, strategy, rounds and seed; each file is one institution.")
+    if st.button("Train on these files", type="primary", icon=":material/play_arrow:", key=key(v, "run_files")):
+        from consortia.demo.uploads import uploaded_files
+
+        with uploaded_files(uploads) as paths:
+            _train_on_files(vertical, settings, _data(paths, mapping, mapping_source))
+
+
+def _example_section(vertical: Vertical, settings: dict[str, Any], name: str) -> None:
+    from consortia.data.mapping import DataMapping
+    from consortia.examples import get_example
+
+    v = vertical.name
+    example = get_example(name)
+    st.markdown(
+        f"**{example.title}**. {example.source}; licence {example.licence}. One file per "
+        f"{vertical.institution_noun}, translated to the {v} schema by the example's `mapping.yaml` "
+        "(a starting point for a mapping of your own)."
+    )
+    st.download_button(
+        "Its mapping.yaml", example.mapping_path.read_text(), file_name="mapping.yaml", mime="application/yaml",
+        icon=":material/description:", on_click="ignore", key=key(v, "example_mapping"),
+    )  # fmt: skip
+    if not _show_checks(vertical, _example_checks(v, example.name)):
+        return
+    st.caption("Training uses the sidebar's model, strategy, rounds and seed; each file is one institution.")
+    if st.button("Train on these files", type="primary", icon=":material/play_arrow:", key=key(v, "run_files")):
+        mapping = DataMapping.from_file(example.mapping_path)
+        _train_on_files(vertical, settings, _data(example.files, mapping, str(example.mapping_path)))
+
+
+@st.cache_data(show_spinner=False)
+def _example_checks(vertical_name: str, example_name: str) -> list[Any]:  # list[UploadCheck]
+    from consortia.data.mapping import DataMapping
+    from consortia.demo.uploads import check_files
+    from consortia.examples import get_example
+
+    example = get_example(example_name)
+    return check_files(vertical_name, example.files, DataMapping.from_file(example.mapping_path))
+
+
+def _show_checks(vertical: Vertical, checks: list[Any]) -> bool:
+    """Each file's verdict; True when every file fits and there are enough to federate."""
     for check in checks:
         if not check.ok:
             st.error(check.message, icon=":material/error:")
@@ -388,27 +539,31 @@ def upload_tab(vertical: Vertical, settings: dict[str, Any]) -> None:
             hide_index=True, column_config={"label rate": st.column_config.NumberColumn(format="percent")},
         )  # fmt: skip
     if len(good) < len(checks):
-        return
-    st.success(f"All {len(checks)} file(s) fit the {v} schema.")
+        return False
+    st.success(f"All {len(checks)} file(s) fit the {vertical.name} schema.")
     if len(checks) < 2:
         st.info("Upload at least two files (one per institution) to train a federation on them.")
-        return
-    st.caption("Training uses the sidebar's model, strategy, rounds and seed; each file is one institution.")
-    if st.button("Train on these files", type="primary", icon=":material/play_arrow:", key=key(v, "run_files")):
-        _train_on_uploads(vertical, settings, [(f.name, f.getvalue()) for f in files])
+        return False
+    return True
 
 
-def _train_on_uploads(vertical: Vertical, settings: dict[str, Any], files: list[tuple[str, bytes]]) -> None:
+def _data(paths: list[Path], mapping: DataMapping | None, mapping_source: str | None) -> dict[str, Any]:
+    """The ``data`` part of the config, as ``consortia run --data ... --map`` builds it."""
+    data: dict[str, Any] = {"files": [str(p) for p in paths]}
+    if mapping is not None:
+        data |= {"mapping": mapping.to_json(), "mapping_source": mapping_source}
+    return data
+
+
+def _train_on_files(vertical: Vertical, settings: dict[str, Any], data: dict[str, Any]) -> None:
     from consortia.config import ExperimentConfig
-    from consortia.demo.uploads import uploaded_files
 
-    with uploaded_files(files) as paths:
-        try:
-            config = ExperimentConfig.build(**{**settings, "data": {"files": [str(p) for p in paths]}})
-        except ConsortiaError as exc:
-            st.error(str(exc))
-            return
-        result = _live_run(vertical, config)
+    try:
+        config = ExperimentConfig.build(**file_settings(settings), data=data)
+    except ConsortiaError as exc:
+        st.error(str(exc))
+        return
+    result = _live_run(vertical, config)
     if result is not None:
         show_result(vertical, result)
 

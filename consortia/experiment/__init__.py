@@ -9,11 +9,18 @@ import time
 from collections.abc import Callable
 
 from consortia.config import ExperimentConfig
-from consortia.data.institutions import load_federation
-from consortia.experiment.baselines import compare_baselines, predictor, train_centralized
+from consortia.data.consortium import load_federation
+from consortia.experiment.baselines import (
+    budget_note,
+    compare_baselines,
+    federated_budget,
+    model_size,
+    predictor,
+    train_centralized,
+)
 from consortia.federation.engines import run_engine
 from consortia.federation.server import ServerHooks
-from consortia.runs.results import RoundRecord, RunResult
+from consortia.runs.results import RoundRecord, RunResult, rounds_aggregation
 from consortia.verticals import get_vertical
 
 
@@ -46,10 +53,12 @@ def run_experiment(
         "federated": outcome.pooled.get("global", {}),
         "federated_finetuned": outcome.pooled.get("finetuned", {}),
     }
+    budget = federated_budget(config, vertical, outcome.preprocessor.n_features, outcome.final_parameters)
     if baselines:
         central, timings["centralized_s"] = train_centralized(federation, vertical, config, outcome.preprocessor)
+        budget["centralized"] = model_size(central, config)
         per_baseline, pooled_baseline = compare_baselines(
-            federation, vertical, config, predictor(central, outcome.preprocessor), timings
+            federation, vertical, config, predictor(central, outcome.preprocessor), timings, budget
         )
         for name, modes in per_baseline.items():
             per_institution.setdefault(name, {}).update(modes)
@@ -68,5 +77,10 @@ def run_experiment(
         notes=[
             "pooled local_only is the mean over institutions of each local model on all test rows",
             "federated + fine-tuned pools each institution's own fine-tuned model on its own test rows",
+            budget_note(budget),
         ],
+        budget=budget,
+        round_metric_aggregation=rounds_aggregation(
+            outcome.rounds, vertical.additive_metrics, vertical.pooled_only_metrics
+        ),
     )

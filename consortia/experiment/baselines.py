@@ -4,7 +4,18 @@
   it uses the same preprocessor the federation agreed on.
 * local-only: each institution alone, with only its own rows and its own statistics.
 
-Budget: ``rounds x local_epochs`` epochs, the local training each federated institution did.
+Budget (``training_budget``, the one place that sets it): each baseline's model is as large as
+the federated global model.
+
+* most learners: ``rounds x local_epochs`` epochs, the local training each federated
+  institution did (cyclic and histogram XGBoost: that many boosting rounds of
+  ``trees_per_epoch`` trees, the size of their global model);
+* XGBoost bagging: ``rounds x institutions per round`` trees, since Flower's FedXgbBagging appends
+  every trained institution's new tree each round. Local-only gets the same number: the fair
+  comparison is a model of the same size, and one institution can afford to grow it alone
+  (the trees are cheap; what it lacks is the others' rows, which is what the comparison shows).
+
+``RunResult.budget`` records the size each mode's model actually has (``model_size``).
 
 ``compare_baselines`` is the one loop that scores both baselines on every institution's test
 split and on the pooled one; every mode (Flower strategies, histogram XGBoost) calls it with its
@@ -22,6 +33,7 @@ import pandas as pd
 from consortia.config import ExperimentConfig
 from consortia.data.institutions import Federation, institution_seed
 from consortia.data.preprocessing import FeatureSummary, Preprocessor, merge_summaries
+from consortia.federation.strategies import train_sample_size
 from consortia.learners import Learner, make_learner
 from consortia.verticals import Vertical
 from consortia.verticals.base import TrainScores
@@ -32,7 +44,51 @@ Metrics = dict[str, float]
 
 
 def training_budget(config: ExperimentConfig) -> int:
+    """Epochs a baseline trains for: as many trees (or epochs) as the federated global model gets."""
+    if config.model == "xgboost" and config.xgb_mode == "bagging":  # one tree per trained institution a round
+        return config.rounds * train_sample_size(config.institutions, config.fraction_train, config.min_institutions)
     return config.rounds * config.local_epochs
+
+
+def model_size(learner: Learner, config: ExperimentConfig) -> dict[str, float]:
+    """A mode's model size for ``RunResult.budget``: the trees it has, or the epochs it trained."""
+    trees = getattr(learner, "num_rounds", None)
+    if trees is not None:
+        return {"trees": float(trees)}
+    return {"epochs": float(config.rounds * config.local_epochs)}
+
+
+def sizes_over_institutions(sizes: list[dict[str, float]]) -> dict[str, float]:
+    """Local-only's size: the common value, or the mean with its range when institutions differ."""
+    out: dict[str, float] = {}
+    for key in sizes[0]:
+        values = [s[key] for s in sizes]
+        out[key] = float(np.mean(values))
+        if min(values) != max(values):  # early stopping cut some institutions short
+            out |= {f"{key}_min": float(min(values)), f"{key}_max": float(max(values))}
+    return out
+
+
+def budget_note(budget: dict[str, dict[str, float]]) -> str:
+    """One line for ``RunResult.notes``: every mode's model size."""
+    parts = []
+    for mode in ("federated", "federated_finetuned", "centralized", "local_only"):
+        if mode in budget:
+            size = ", ".join(f"{v:g} {k}" for k, v in budget[mode].items() if "_" not in k)
+            parts.append(f"{mode} {size}")
+    return "model size per mode: " + "; ".join(parts) + " (local_only: each institution's own model)"
+
+
+def federated_budget(
+    config: ExperimentConfig, vertical: Vertical, n_features: int, parameters: list[np.ndarray]
+) -> dict[str, dict[str, float]]:
+    """The federated global model's size and the fine-tuned one's (fine-tuning adds to it)."""
+    learner = _learner(config, vertical, n_features)
+    learner.set_parameters(parameters)
+    federated = model_size(learner, config)
+    per_epoch = float(getattr(learner, "trees_per_epoch", 1))
+    tuned = {k: v + config.finetune_epochs * (per_epoch if k == "trees" else 1) for k, v in federated.items()}
+    return {"federated": federated, "federated_finetuned": tuned}
 
 
 def _learner(config: ExperimentConfig, vertical: Vertical, n_features: int) -> Learner:
@@ -88,11 +144,13 @@ def compare_baselines(
     config: ExperimentConfig,
     centralized: Predict,
     timings: dict[str, float],
+    budget: dict[str, dict[str, float]] | None = None,
 ) -> tuple[dict[str, dict[str, Metrics]], dict[str, Metrics]]:
     """Centralized (given) and local-only (trained here) on every test split and the pooled one.
 
     Returns ``(per_institution, pooled)``: institution -> mode -> metrics, mode -> metrics.
     Pooled local-only is the mean over institutions of each local model on all test rows.
+    ``budget`` (if given) gets local-only's model size.
     """
     target = federation.schema.target
     institutions = federation.institutions
@@ -111,6 +169,8 @@ def compare_baselines(
         "centralized": vertical.evaluate(y_pooled, centralized(pooled_test), frame=pooled_test, train=central_train)
     }
     local_models, timings["local_only_s"] = train_local_only(federation, vertical, config)
+    if budget is not None:
+        budget["local_only"] = sizes_over_institutions([model_size(m, config) for m, _ in local_models.values()])
     per_institution: dict[str, dict[str, Metrics]] = {}
     local_on_pooled = []
     for name, inst in institutions.items():

@@ -23,23 +23,30 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from consortia.config import ExperimentConfig
-from consortia.data.institutions import Federation, InstitutionData, institution_seed, load_federation
+from consortia.data.consortium import load_federation
+from consortia.data.institutions import Federation, InstitutionData, institution_seed
 from consortia.data.loaders import schema_from_summaries
 from consortia.data.preprocessing import Preprocessor, merge_summaries
 from consortia.errors import ConfigError
-from consortia.experiment.baselines import compare_baselines, predictor
+from consortia.experiment.baselines import budget_note, compare_baselines, federated_budget, model_size, predictor
 from consortia.learners.xgboost.binning import GlobalBinning, local_quantile_summary, merge_quantile_summaries
 from consortia.learners.xgboost.histogram import train_centralized, train_histogram_federated
 from consortia.learners.xgboost.learner import XGBoostLearner, booster_params, split_params, validation_split
 from consortia.runs.folder import RunFolder
-from consortia.runs.results import RoundRecord, RunResult
+from consortia.runs.results import (
+    RoundRecord,
+    RunResult,
+    aggregate_over_institutions,
+    metric_aggregation,
+    rounds_aggregation,
+)
 from consortia.verticals import Vertical, get_vertical
 from consortia.verticals.base import TrainScores
 
@@ -112,6 +119,85 @@ def run_histogram(
     setup = agree_bins(config, vertical, federation)
 
     # (2) joint training over XGBoost's federated communicator
+    joint = train_jointly(setup, on_worker_round, timeout_s, startup_timeout_s)
+    timings["federated_s"] = joint.seconds
+    booster = joint.booster
+
+    # (3) each institution: the joint model and its local fine-tuning, on its own test rows
+    fed = XGBoostLearner(setup.preprocessor.n_features, setup.model_params, seed=config.seed)
+    fed.set_booster(booster, setup.binning.edges)
+    per_institution, pooled = evaluate_at_institutions(config, vertical, setup, fed)
+    rounds = _round_records(config, setup, booster, vertical, joint.finished_at, joint.started)
+    for record in rounds:
+        if on_round is not None:
+            on_round(record)
+    budget = federated_budget(config, vertical, setup.preprocessor.n_features, fed.get_parameters())
+
+    reference = Reference()
+    if baselines:
+        reference = compare_with_centralized(config, vertical, federation, setup, fed, timings, budget)
+        for name, modes in reference.per_institution.items():
+            per_institution[name] |= modes
+        pooled |= reference.pooled
+
+    if config.run_dir:  # the joint model as a checkpoint: `consortia predict` scores new rows with it
+        RunFolder(config.run_dir).save_checkpoint(
+            config.rounds, fed.get_parameters(), setup.preprocessor, [asdict(r) for r in rounds]
+        )
+    timings["total_s"] = time.perf_counter() - started
+    sizes = {
+        n: {"train": len(i.train), "test": len(i.test)} for n, i in zip(setup.names, setup.institutions, strict=True)
+    }
+    result = RunResult(
+        config=config.model_dump(mode="json"),
+        vertical=vertical.name,
+        primary_metric=vertical.primary_metric,
+        institution_noun=vertical.institution_noun,
+        rounds=rounds,
+        per_institution=per_institution,
+        pooled=pooled,
+        institution_sizes=sizes,
+        timings=timings,
+        notes=_notes(setup, booster, reference if baselines else None, budget),
+        budget=budget,
+        round_metric_aggregation=rounds_aggregation(rounds, vertical.additive_metrics, vertical.pooled_only_metrics),
+    )
+    return HistogramRun(result, setup.binning, booster, reference.booster, reference.max_diff, reference.pooled_test)
+
+
+def _notes(
+    setup: HistogramSetup, booster: Any, reference: Reference | None, budget: dict[str, dict[str, float]]
+) -> list[str]:
+    lossless = (
+        f"; max |federated - centralized| prediction on pooled test = {reference.max_diff:.1e}" if reference else ""
+    )
+    return [
+        "histogram mode: one booster trained jointly over XGBoost's federated communicator "
+        f"({booster.num_boosted_rounds()} boosting rounds, {setup.binning.n_bins} global bins)",
+        "centralized = the same parameters and global bins on the pooled rows" + lossless,
+        "pooled local_only is the mean over institutions of each local model on all test rows",
+        "federated + fine-tuned pools each institution's own fine-tuned model on its own test rows",
+        budget_note(budget),
+    ]
+
+
+@dataclass
+class JointTraining:
+    """Step 2's result: the joint booster and when every institution had finished each round."""
+
+    booster: Any  # xgb.Booster, cut at the best round with early stopping
+    finished_at: dict[int, float]  # boosting round (0-based) -> perf_counter time all had finished it
+    started: float
+    seconds: float
+
+
+def train_jointly(
+    setup: HistogramSetup,
+    on_worker_round: Callable[[int, int], None] | None,
+    timeout_s: float,
+    startup_timeout_s: float,
+) -> JointTraining:
+    """Step 2: one booster over XGBoost's federated communicator; round times for the records."""
     finished_at: dict[int, float] = {}
     progress = dict.fromkeys(range(len(setup.names)), -1)
 
@@ -130,73 +216,51 @@ def run_histogram(
         startup_timeout_s=startup_timeout_s,
     )  # fmt: skip
     booster = _best(booster, setup.early_stopping)
-    timings["federated_s"] = time.perf_counter() - t0
+    return JointTraining(booster, finished_at, t0, time.perf_counter() - t0)
 
-    # (3) each institution: the joint model and its local fine-tuning, on its own test rows
-    fed = XGBoostLearner(setup.preprocessor.n_features, setup.model_params, seed=config.seed)
-    fed.set_booster(booster, setup.binning.edges)
-    per_institution, pooled = evaluate_at_institutions(config, vertical, setup, fed)
-    rounds = _round_records(config, setup, booster, vertical, finished_at, t0)
-    for record in rounds:
-        if on_round is not None:
-            on_round(record)
 
-    central = None
-    max_diff = math.nan
-    pooled_scores = None
-    if baselines:
-        t1 = time.perf_counter()
-        central = _best(
-            train_centralized(
-                setup.parts, setup.params, setup.n_rounds, binning=setup.binning,
-                valid_parts=setup.valid_parts, early_stopping_rounds=setup.early_stopping,
-            ),
-            setup.early_stopping,
-        )  # fmt: skip
-        timings["centralized_s"] = time.perf_counter() - t1
-        cen = XGBoostLearner(setup.preprocessor.n_features, setup.model_params, seed=config.seed)
-        cen.set_booster(central, setup.binning.edges)
-        x_pooled = np.concatenate([a[2] for a in setup.arrays])
-        y_pooled = np.concatenate([a[3] for a in setup.arrays])
-        p_fed, p_cen = fed.predict_proba(x_pooled), cen.predict_proba(x_pooled)
-        max_diff = float(np.max(np.abs(p_fed - p_cen)))
-        pooled_scores = (y_pooled, p_fed, p_cen)
-        per_baseline, pooled_baseline = compare_baselines(
-            federation, vertical, config, predictor(cen, setup.preprocessor), timings
-        )
-        for name, modes in per_baseline.items():
-            per_institution[name] |= modes
-        pooled |= pooled_baseline
+@dataclass
+class Reference:
+    """The baselines of a histogram run: centralized on the same bins, and local-only."""
 
-    if config.run_dir:  # the joint model as a checkpoint: `consortia predict` scores new rows with it
-        RunFolder(config.run_dir).save_checkpoint(
-            config.rounds, fed.get_parameters(), setup.preprocessor, [asdict(r) for r in rounds]
-        )
-    timings["total_s"] = time.perf_counter() - started
-    notes = [
-        "histogram mode: one booster trained jointly over XGBoost's federated communicator "
-        f"({booster.num_boosted_rounds()} boosting rounds, {setup.binning.n_bins} global bins)",
-        "centralized = the same parameters and global bins on the pooled rows"
-        + (f"; max |federated - centralized| prediction on pooled test = {max_diff:.1e}" if baselines else ""),
-        "pooled local_only is the mean over institutions of each local model on all test rows",
-        "federated + fine-tuned pools each institution's own fine-tuned model on its own test rows",
-    ]
-    sizes = {
-        n: {"train": len(i.train), "test": len(i.test)} for n, i in zip(setup.names, setup.institutions, strict=True)
-    }
-    result = RunResult(
-        config=config.model_dump(mode="json"),
-        vertical=vertical.name,
-        primary_metric=vertical.primary_metric,
-        institution_noun=vertical.institution_noun,
-        rounds=rounds,
-        per_institution=per_institution,
-        pooled=pooled,
-        institution_sizes=sizes,
-        timings=timings,
-        notes=notes,
+    per_institution: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    pooled: dict[str, dict[str, float]] = field(default_factory=dict)
+    booster: Any | None = None  # the centralized xgb.Booster
+    #: largest |p_federated - p_centralized| on the pooled test split (NaN without baselines)
+    max_diff: float = math.nan
+    pooled_test: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (y, p_fed, p_cen)
+
+
+def compare_with_centralized(
+    config: ExperimentConfig,
+    vertical: Vertical,
+    federation: Federation,
+    setup: HistogramSetup,
+    fed: XGBoostLearner,
+    timings: dict[str, float],
+    budget: dict[str, dict[str, float]],
+) -> Reference:
+    """Pooled training on the same global bins (the model to equal), then both baselines."""
+    t1 = time.perf_counter()
+    central = _best(
+        train_centralized(
+            setup.parts, setup.params, setup.n_rounds, binning=setup.binning,
+            valid_parts=setup.valid_parts, early_stopping_rounds=setup.early_stopping,
+        ),
+        setup.early_stopping,
+    )  # fmt: skip
+    timings["centralized_s"] = time.perf_counter() - t1
+    cen = XGBoostLearner(setup.preprocessor.n_features, setup.model_params, seed=config.seed)
+    cen.set_booster(central, setup.binning.edges)
+    budget["centralized"] = model_size(cen, config)
+    x_pooled = np.concatenate([a[2] for a in setup.arrays])
+    y_pooled = np.concatenate([a[3] for a in setup.arrays])
+    p_fed, p_cen = fed.predict_proba(x_pooled), cen.predict_proba(x_pooled)
+    per_baseline, pooled_baseline = compare_baselines(
+        federation, vertical, config, predictor(cen, setup.preprocessor), timings, budget
     )
-    return HistogramRun(result, setup.binning, booster, central, max_diff, pooled_scores)
+    max_diff = float(np.max(np.abs(p_fed - p_cen)))
+    return Reference(per_baseline, pooled_baseline, central, max_diff, (y_pooled, p_fed, p_cen))
 
 
 def agree_bins(config: ExperimentConfig, vertical: Vertical, federation: Federation) -> HistogramSetup:
@@ -295,7 +359,8 @@ def _round_records(
     t0: float,
 ) -> list[RoundRecord]:
     """One record per federated round (``local_epochs * trees_per_epoch`` boosting rounds):
-    the joint model truncated there, scored like the Flower path (weighted means + ``pooled.*``)."""
+    the joint model truncated there, scored like the Flower path (the same per-metric
+    aggregation over institutions, ``num-examples`` included, plus ``pooled.*``)."""
     import xgboost as xgb
 
     arrays, insts, binning = setup.arrays, setup.institutions, setup.binning
@@ -315,14 +380,15 @@ def _round_records(
         trains: list = [None] * len(arrays)
         if vertical.tunes_on_train:
             trains = [
-                (a[1], booster.predict(d, iteration_range=rng).astype(np.float64)) for a, d in zip(arrays, train_all)
+                (a[1], booster.predict(d, iteration_range=rng).astype(np.float64))
+                for a, d in zip(arrays, train_all, strict=True)
             ]
-        weights = np.array([len(a[3]) for a in arrays], dtype=float)
         local = [
-            vertical.evaluate(a[3], p, frame=inst.test, train=t)
+            {"num-examples": float(len(a[3])), **vertical.evaluate(a[3], p, frame=inst.test, train=t)}
             for a, p, inst, t in zip(arrays, ps, insts, trains, strict=True)
         ]
-        metrics = {k: float(np.average([m[k] for m in local], weights=weights)) for k in local[0]}
+        rules = metric_aggregation(local[0], vertical.additive_metrics, vertical.pooled_only_metrics)
+        metrics = aggregate_over_institutions(local, [m["num-examples"] for m in local], rules)
         pooled_train = None
         if vertical.tunes_on_train:
             pooled_train = (np.concatenate([t[0] for t in trains]), np.concatenate([t[1] for t in trains]))

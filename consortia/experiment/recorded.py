@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from consortia.data.institutions import load_federation
+from consortia.data.consortium import load_federation
 from consortia.errors import ConfigError
 from consortia.experiment import run_experiment
 from consortia.runs.folder import CONFIG, RunFolder

@@ -29,13 +29,8 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
 from consortia.config import ExperimentConfig
-from consortia.data.institutions import (
-    Federation,
-    InstitutionData,
-    institution_arrays,
-    institution_seed,
-    node_institution,
-)
+from consortia.data.consortium import institution_arrays, node_institution
+from consortia.data.institutions import Federation, InstitutionData, institution_seed
 from consortia.learners import Learner, make_learner
 from consortia.verticals import Vertical, get_vertical
 from consortia.verticals.base import TrainScores
@@ -95,7 +90,7 @@ def prepare(message: Message, context: Context, overrides: Mapping[str, Any]) ->
     config = run_config(context, overrides)
     vertical = get_vertical(config.vertical)
     federation, institution = node_institution(config, vertical, context.node_config)
-    request = message.content["config"]
+    request = message.content.config_records["config"]
     data_path = context.node_config.get("data-path")
     x_train, y_train, x_test, y_test = institution_arrays(
         config, vertical, institution.name, str(request["preprocessor"]),
@@ -108,7 +103,7 @@ def prepare(message: Message, context: Context, overrides: Mapping[str, Any]) ->
         seed=config.seed,
         device=config.device,
     )
-    learner.set_parameters(message.content["arrays"].to_numpy_ndarrays())
+    learner.set_parameters(message.content.array_records["arrays"].to_numpy_ndarrays())
     return Job(config, vertical, federation, institution, x_train, y_train, x_test, y_test, learner, request)
 
 
@@ -129,13 +124,13 @@ def answer_summary(message: Message, context: Context, overrides: Mapping[str, A
 
 def answer_train(message: Message, context: Context, overrides: Mapping[str, Any]) -> Message:
     job = prepare(message, context, overrides)
-    server_round = int(job.request.get("server-round", 0))
+    server_round = int(job.request.get("server-round", 0))  # type: ignore[arg-type]
     info = job.learner.fit(
         job.x_train,
         job.y_train,
         epochs=job.config.local_epochs,
         seed=institution_seed(job.config.seed, job.institution.name, server_round),
-        proximal_mu=float(job.request.get("proximal-mu", 0.0)),
+        proximal_mu=float(job.request.get("proximal-mu", 0.0)),  # type: ignore[arg-type]
     )
     metrics = MetricRecord({"num-examples": len(job.y_train), **info})
     content = RecordDict({"arrays": ArrayRecord(job.learner.get_parameters()), "metrics": metrics})
@@ -167,7 +162,7 @@ def answer_finetune(message: Message, context: Context, overrides: Mapping[str, 
         )
     tuned_proba = job.learner.predict_proba(job.x_test)
     tuned_train = job.train_scores()
-    metrics: dict[str, float] = {"num-examples": len(job.y_test)}
+    metrics: dict[str, int | float | list[int] | list[float]] = {"num-examples": len(job.y_test)}
     metrics |= {f"global.{k}": v for k, v in job.evaluate(global_proba, global_train).items()}
     metrics |= {f"finetuned.{k}": v for k, v in job.evaluate(tuned_proba, tuned_train).items()}
     content = RecordDict(

@@ -8,7 +8,12 @@
    models' metrics on its own test rows.
 
 Pooled metrics (on the union of the test splits) exist only when nodes report per-row scores,
-which only the simulation engines ask for.
+which only the simulation engines ask for. A round combines the institutions' metrics per metric
+(``consortia.runs.results.metric_aggregation``): sums for what adds up, weighted means otherwise,
+and nothing for what only means something pooled (thresholds).
+
+Everything the server combines is taken in institution order, never in node-id or arrival order:
+node ids are random under Ray and in a deployment, and a sum's order moves its last bits.
 """
 
 from __future__ import annotations
@@ -22,20 +27,25 @@ import numpy as np
 import pandas as pd
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import Result
-from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+from flwr.serverapp.strategy import Result, Strategy
 
 from consortia.config import ExperimentConfig
 from consortia.data.loaders import schema_from_summaries
 from consortia.data.preprocessing import FeatureSummary, Preprocessor, merge_summaries
-from consortia.errors import FederationError
+from consortia.errors import ConfigError, FederationError
 from consortia.federation.client import FINETUNE, SUMMARY, run_config
 from consortia.federation.grids import MinimumNodesGrid
 from consortia.federation.strategies import build_strategy
 from consortia.federation.strategies.managed import ManagedStrategy
 from consortia.learners import make_learner
 from consortia.runs.folder import Checkpoint, RunFolder
-from consortia.runs.results import FederatedOutcome, RoundRecord
+from consortia.runs.results import (
+    WEIGHT_KEY,
+    FederatedOutcome,
+    RoundRecord,
+    aggregate_over_institutions,
+    metric_aggregation,
+)
 from consortia.verticals import Vertical, get_vertical
 from consortia.verticals.base import TrainScores
 
@@ -91,6 +101,7 @@ def build_server_app(overrides: Mapping[str, Any] | None = None, hooks: ServerHo
 
 def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> FederatedOutcome:
     """Summaries -> preprocessor -> strategy rounds -> local fine-tuning; returns the outcome."""
+    check_servable(config)
     vertical = get_vertical(config.vertical)
     started = time.perf_counter()
     consortium = agree_preprocessing(grid, config, vertical, hooks)
@@ -107,17 +118,42 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
     )
 
 
+def check_servable(config: ExperimentConfig) -> None:
+    """Refuse, before any node is asked anything, what this ServerApp cannot run as configured."""
+    if config.model == "xgboost" and config.xgb_mode == "histogram":
+        # there is no Flower strategy for it: the rounds would average booster bytes (FedAvg)
+        raise ConfigError(
+            "xgb_mode 'histogram' cannot run on the Flower ServerApp (flwr run / consortia serve submit) yet: "
+            "it trains over XGBoost's federated communicator; use xgb_mode 'bagging' or 'cyclic' there, "
+            "or `consortia run --xgb-mode histogram` to simulate it"
+        )
+    strategy_for(config)  # a bad strategy option fails now, not after the summaries
+
+
+def strategy_for(config: ExperimentConfig, evaluate_metrics_aggr_fn: Callable | None = None) -> Strategy:
+    """The run's Flower strategy, with the node counts of the federation."""
+    return build_strategy(
+        config.strategy,
+        config.strategy_params,
+        num_institutions=config.institutions,
+        fraction_train=config.fraction_train,
+        min_available=config.min_institutions,
+        evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn,
+    )
+
+
 # -- phase 1: summaries -------------------------------------------------------------------------
 def agree_preprocessing(grid: Grid, config: ExperimentConfig, vertical: Vertical, hooks: ServerHooks) -> Consortium:
     """Only summaries travel; the server merges them into the consortium's preprocessor."""
     node_ids = wait_for_nodes(grid, config.institutions, hooks.node_timeout_s)
     replies = send_all(grid, node_ids, SUMMARY, RecordDict({"config": ConfigRecord()}))
+    replies.sort(key=lambda msg: str(msg.content["summary"]["institution"]))  # merge order: institutions'
     names = {msg.metadata.src_node_id: str(msg.content["summary"]["institution"]) for msg in replies}
     summaries = [FeatureSummary.from_json(str(msg.content["summary"]["summary"])) for msg in replies]
     sizes = {
         names[msg.metadata.src_node_id]: {
-            "train": int(msg.content["summary"]["n-train"]),
-            "test": int(msg.content["summary"]["n-test"]),
+            "train": int(msg.content["summary"]["n-train"]),  # type: ignore[arg-type]
+            "test": int(msg.content["summary"]["n-test"]),  # type: ignore[arg-type]
         }
         for msg in replies
     }
@@ -134,30 +170,10 @@ def train_rounds(
     folder = RunFolder(config.run_dir) if config.run_dir else None
     checkpoint = _resume_point(folder, config, preprocessor)
     done = checkpoint.round if checkpoint is not None else 0
-    history: list[RoundRecord] = [RoundRecord(**r) for r in checkpoint.rounds] if checkpoint else []
-    round_started = [time.perf_counter()]
-
-    def aggregate_evaluate(records: list[RecordDict], weight_key: str) -> MetricRecord:
-        metrics = aggregate_metricrecords(records, weight_key)
-        for key, value in pooled_metrics(records, vertical, columns=(1,)).get(1, {}).items():
-            metrics[f"pooled.{key}"] = value
-        now = time.perf_counter()
-        record = RoundRecord(len(history) + 1, {k: float(v) for k, v in metrics.items()}, now - round_started[0])
-        round_started[0] = now
-        history.append(record)
-        if hooks.on_round is not None:
-            hooks.on_round(record)
-        return metrics
-
-    flower_strategy = build_strategy(
-        config.strategy,
-        config.strategy_params,
-        num_institutions=config.institutions,
-        fraction_train=config.fraction_train,
-        min_available=config.min_institutions,
-        evaluate_metrics_aggr_fn=aggregate_evaluate,
+    log = RoundLog(vertical, hooks, [RoundRecord(**r) for r in checkpoint.rounds] if checkpoint else [])
+    strategy = ManagedStrategy(
+        strategy_for(config, log.aggregate_evaluate), seed=config.seed, round_offset=done, institutions=consortium.names
     )
-    strategy = ManagedStrategy(flower_strategy, seed=config.seed, round_offset=done)
     if checkpoint is not None:  # FedAdam's moments, FedAvgM's momentum
         strategy.load_state_dict(checkpoint.strategy_state)
 
@@ -165,23 +181,16 @@ def train_rounds(
         if folder is not None and server_round > 0:
             folder.save_checkpoint(
                 done + server_round, arrays.to_numpy_ndarrays(), preprocessor,
-                [asdict(r) for r in history], strategy.state_dict(),
+                [asdict(r) for r in log.history], strategy.state_dict(),
             )  # fmt: skip
 
-    if checkpoint is not None:
-        initial = ArrayRecord(checkpoint.parameters)
-    else:
-        learner = make_learner(
-            config.model,
-            preprocessor.n_features,
-            vertical.model_params(config.model, config.model_params),
-            seed=config.seed,
-            device=config.device,
-        )
-        initial = ArrayRecord(learner.get_parameters())
+    initial = (
+        ArrayRecord(checkpoint.parameters) if checkpoint is not None else _initial_arrays(config, vertical, consortium)
+    )
     if done >= config.rounds:
-        return Rounds(initial, history)
+        return Rounds(initial, log.history)
     shared = shared_config(consortium, hooks)
+    log.start()
     result: Result = strategy.start(
         grid=MinimumNodesGrid(grid, config.min_institutions or config.institutions, hooks.node_timeout_s),
         initial_arrays=initial,
@@ -196,7 +205,54 @@ def train_rounds(
         raise FederationError(
             f"no institution returned a model in round(s) {[done + r for r in missing][:5]}; see the node logs"
         )
-    return Rounds(result.arrays, history)
+    return Rounds(result.arrays, log.history)
+
+
+class RoundLog:
+    """The per-round history: the strategy's evaluate aggregation records one RoundRecord a round."""
+
+    def __init__(self, vertical: Vertical, hooks: ServerHooks, history: list[RoundRecord]) -> None:
+        self.vertical = vertical
+        self.hooks = hooks
+        self.history = history
+        self._started = time.perf_counter()
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+
+    def aggregate_evaluate(self, records: list[RecordDict], weight_key: str) -> MetricRecord:
+        """Flower's ``evaluate_metrics_aggr_fn``: sums, weighted means and pooled metrics."""
+        metrics = round_metrics(records, self.vertical, weight_key)
+        now = time.perf_counter()
+        record = RoundRecord(len(self.history) + 1, metrics, now - self._started)
+        self._started = now
+        self.history.append(record)
+        if self.hooks.on_round is not None:
+            self.hooks.on_round(record)
+        return MetricRecord(dict(metrics))
+
+
+def round_metrics(records: list[RecordDict], vertical: Vertical, weight_key: str = WEIGHT_KEY) -> dict[str, float]:
+    """One round's metrics from the institutions' replies (in institution order), plus ``pooled.*``."""
+    per_institution = [{k: float(v) for k, v in next(iter(r.metric_records.values())).items()} for r in records]  # type: ignore[arg-type]
+    rules = metric_aggregation(
+        {k for m in per_institution for k in m}, vertical.additive_metrics, vertical.pooled_only_metrics
+    )
+    metrics = aggregate_over_institutions(per_institution, [m[weight_key] for m in per_institution], rules)
+    for key, value in pooled_metrics(records, vertical, columns=(1,)).get(1, {}).items():
+        metrics[f"pooled.{key}"] = value
+    return metrics
+
+
+def _initial_arrays(config: ExperimentConfig, vertical: Vertical, consortium: Consortium) -> ArrayRecord:
+    learner = make_learner(
+        config.model,
+        consortium.preprocessor.n_features,
+        vertical.model_params(config.model, config.model_params),
+        seed=config.seed,
+        device=config.device,
+    )
+    return ArrayRecord(learner.get_parameters())
 
 
 def _resume_point(folder: RunFolder | None, config: ExperimentConfig, preprocessor: Preprocessor) -> Checkpoint | None:
@@ -228,6 +284,7 @@ def finetune_and_evaluate(
     if config.min_institutions is not None:  # nodes may have dropped out: ask those still here
         node_ids = sorted(grid.get_node_ids())
     replies = send_all(grid, node_ids, FINETUNE, final, minimum=config.min_institutions)
+    replies.sort(key=lambda msg: str(msg.content["identity"]["institution"]))  # pooling order: institutions'
     per_institution: dict[str, dict[str, dict[str, float]]] = {}
     for msg in replies:
         metrics = dict(msg.content["metrics"])
@@ -248,15 +305,16 @@ def pooled_metrics(
     records: list[RecordDict], vertical: Vertical, columns: tuple[int, ...]
 ) -> dict[int, dict[str, float]]:
     """Metrics on the union of the test splits, from scores the nodes reported (simulation)."""
-    scored = [r["scores"].to_numpy_ndarrays() for r in records if "scores" in r]
+    scored = [r.array_records["scores"].to_numpy_ndarrays() for r in records if "scores" in r]
     if not scored or len(scored) != len(records):
         return {}
     y = np.concatenate([s[0] for s in scored]).astype(int)
     frame = None
     if all("metric-columns" in r for r in records):
-        shared = [k for k in records[0]["metric-columns"] if all(k in r["metric-columns"] for r in records)]
-        frame = pd.DataFrame({k: np.concatenate([r["metric-columns"][k].numpy() for r in records]) for k in shared})
-    trained = [r["train-scores"].to_numpy_ndarrays() for r in records if "train-scores" in r]
+        columns_of = [r.array_records["metric-columns"] for r in records]
+        shared = [k for k in columns_of[0] if all(k in c for c in columns_of)]
+        frame = pd.DataFrame({k: np.concatenate([c[k].numpy() for c in columns_of]) for k in shared})
+    trained = [r.array_records["train-scores"].to_numpy_ndarrays() for r in records if "train-scores" in r]
     trained = trained if len(trained) == len(records) else []
 
     def train(c: int) -> TrainScores | None:

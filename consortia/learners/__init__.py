@@ -1,8 +1,9 @@
 """Model families behind one Learner contract, chosen by name.
 
 Register a new family with one ``LEARNERS.register_lazy("name", "module:build")`` line in
-``consortia/catalog.py``, where ``build``
-has the signature ``build(n_features, params, seed, device) -> Learner``.
+``consortia/catalog.py``, where ``build`` has the signature
+``build(n_features, params, seed, device) -> LearnerClass``: the return annotation is how
+``capabilities(name)`` finds the class's flags without building a learner.
 """
 
 from __future__ import annotations
@@ -10,7 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from consortia.catalog import LEARNERS
-from consortia.learners.base import Learner
+from consortia.learners.base import (
+    CAPABILITIES,
+    AggregatableLearner,
+    BatchStepLearner,
+    LayerMatchingLearner,
+    Learner,
+    LearnerCapabilities,
+    TorchModuleLearner,
+    capabilities_of,
+    learner_class,
+    models_with,
+    require,
+)
 
 
 def make_learner(
@@ -21,4 +34,24 @@ def make_learner(
     return learner
 
 
-__all__ = ["LEARNERS", "Learner", "make_learner"]
+def capabilities(name: str) -> LearnerCapabilities:
+    """What model ``name`` can take part in, read from its class (imported, not built or trained)."""
+    return capabilities_of(learner_class(name))
+
+
+__all__ = [
+    "CAPABILITIES",
+    "LEARNERS",
+    "AggregatableLearner",
+    "BatchStepLearner",
+    "LayerMatchingLearner",
+    "Learner",
+    "LearnerCapabilities",
+    "TorchModuleLearner",
+    "capabilities",
+    "capabilities_of",
+    "learner_class",
+    "make_learner",
+    "models_with",
+    "require",
+]

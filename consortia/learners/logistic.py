@@ -5,8 +5,9 @@ local "epoch" is one solver iteration over the institution's rows (a full-batch 
 ``model_params.solver='newton-cholesky'`` makes each iteration a Newton step instead: it keeps
 no memory between calls, so restarting it every round (as federation does) costs nothing, while
 a restarted L-BFGS forgets its curvature estimate (verticals with rare positives choose it).
-scikit-learn has no proximal term, so FedProx is refused for this learner (see
-``supports_proximal``); use the MLP learner for FedProx.
+scikit-learn has no proximal term and no per-batch step, so FedProx is refused for this learner
+(see ``supports_proximal``) and so are DP-SGD and meta-learning (``supports_batch_steps``); the
+PyTorch ``logistic_torch`` learner has the same parameter layout and does all three.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ from consortia.learners.base import (
 class LogisticLearner(EvaluateMixin):
     """Binary logistic regression; parameters are ``[coef (d,), intercept (1,)]``."""
 
+    aggregatable = True
     supports_proximal = False
+    supports_batch_steps = False
+    supports_torch_module = False
+    supports_layer_matching = False  # no hidden neurons to match; coef is (d,), not (out, in)
+    parameter_format = "real-valued arrays [coef (d,), intercept (1,)]"
 
     def __init__(self, n_features: int, params: Params | None = None, seed: int = 0) -> None:
         params = dict(params or {})
@@ -46,6 +52,9 @@ class LogisticLearner(EvaluateMixin):
         self.coef = np.zeros(n_features, dtype=np.float64)
         self.intercept = np.zeros(1, dtype=np.float64)
 
+    def layer_names(self) -> list[str]:
+        return ["coef", "intercept"]
+
     def get_parameters(self) -> list[np.ndarray]:
         return [self.coef.copy(), self.intercept.copy()]
 
@@ -58,7 +67,9 @@ class LogisticLearner(EvaluateMixin):
         self, X: np.ndarray, y: np.ndarray, *, epochs: int, seed: int, proximal_mu: float = 0.0
     ) -> dict[str, float]:
         if proximal_mu:
-            raise ConfigError("the logistic learner has no proximal term; use --model mlp for FedProx")
+            raise ConfigError(
+                "the logistic learner has no proximal term; use --model logistic_torch or mlp for FedProx"
+            )
         model = LogisticRegression(C=self.C, max_iter=epochs, warm_start=True, solver=self.solver, random_state=seed)
         model.coef_ = self.coef.reshape(1, -1).copy()
         model.intercept_ = self.intercept.copy()

@@ -126,7 +126,7 @@ class RunFolder:
                 arrays |= {f"state.{attr}.list.{i:03d}": np.asarray(v) for i, v in enumerate(value)}
         tmp = stem.with_suffix(".npz.tmp")
         with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, stem.with_suffix(".npz"))
         meta = {"round": round_, "rounds": rounds, "preprocessor": asdict(preprocessor)}
         atomic_write(stem.with_suffix(".json"), json.dumps(meta) + "\n")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,9 +28,63 @@ MODE_TITLES = {
 }
 
 
+#: how a round combines one metric over institutions (``RunResult.round_metric_aggregation``)
+Aggregation = Literal["weighted_mean", "sum", "pooled_only"]
+#: counts that add up over institutions whatever the vertical
+COUNT_METRICS = ("num-examples",)
+#: the key that weighs a weighted mean (Flower's ``weighted_by_key``)
+WEIGHT_KEY = "num-examples"
+
+
+def metric_aggregation(
+    names: Iterable[str], additive: Iterable[str] = (), pooled_only: Iterable[str] = ()
+) -> dict[str, Aggregation]:
+    """Metric -> how a round combines it: sums for what adds up (money, counts), nothing for what
+    only means something on pooled rows (thresholds, ratios of sums), weighted means otherwise."""
+    add, pooled = set(additive) | set(COUNT_METRICS), set(pooled_only)
+    rules: dict[str, Aggregation] = {}
+    for name in names:
+        if name.startswith("pooled."):  # already computed on the union of the test rows
+            continue
+        rules[name] = "sum" if name in add else "pooled_only" if name in pooled else "weighted_mean"
+    return rules
+
+
+def rounds_aggregation(
+    rounds: Iterable[RoundRecord], additive: Iterable[str] = (), pooled_only: Iterable[str] = ()
+) -> dict[str, str]:
+    """``RunResult.round_metric_aggregation`` of a run's round records (pooled-only metrics
+    appear in them only as ``pooled.<name>``)."""
+    names = {key for record in rounds for key in record.metrics}
+    names |= {key.removeprefix("pooled.") for key in names}
+    return dict(metric_aggregation(sorted(names), additive, pooled_only))
+
+
+def aggregate_over_institutions(
+    metrics: Sequence[Mapping[str, float]], weights: Sequence[float], rules: Mapping[str, Aggregation]
+) -> dict[str, float]:
+    """One round's metrics from every institution's: ``rules`` per key (weighted mean if unlisted).
+
+    The weighted mean is Flower's ``aggregate_metricrecords`` arithmetic (same order, same
+    float operations), so the metrics that were weighted means before keep their values.
+    """
+    total = sum(weights)
+    factors = [w / total for w in weights]
+    out: dict[str, float] = {}
+    for record, factor in zip(metrics, factors, strict=True):
+        for key, value in record.items():
+            rule = rules.get(key, "weighted_mean")
+            if rule == "pooled_only":
+                continue
+            term = float(value) if rule == "sum" else float(value) * factor
+            out[key] = out[key] + term if key in out else term
+    return out
+
+
 @dataclass
 class RoundRecord:
-    """Global metrics after one round (weighted means, plus ``pooled.*`` when scores are known)."""
+    """Global metrics after one round: each institution's metrics combined as
+    ``RunResult.round_metric_aggregation`` says, plus ``pooled.*`` when scores are known."""
 
     round: int
     metrics: dict[str, float]
@@ -51,8 +106,7 @@ class FederatedOutcome:
     def to_json(self) -> str:
         data = asdict(self)
         data["final_parameters"] = [
-            {"dtype": str(a.dtype), "shape": list(a.shape), "values": a.ravel().tolist()}
-            for a in self.final_parameters
+            {"dtype": str(a.dtype), "shape": list(a.shape), "values": a.ravel().tolist()} for a in self.final_parameters
         ]
         data["preprocessor"] = asdict(self.preprocessor)
         return json.dumps(data)
@@ -84,6 +138,10 @@ class RunResult:
     institution_sizes: dict[str, dict[str, int]]
     timings: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    #: mode -> the size of its model: ``trees`` (tree learners) or ``epochs`` of training
+    budget: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: round metric -> "weighted_mean" | "sum" | "pooled_only" (only as ``pooled.<name>``)
+    round_metric_aggregation: dict[str, str] = field(default_factory=dict)
 
     @property
     def summary(self) -> dict[str, Any]:

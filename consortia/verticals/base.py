@@ -45,6 +45,10 @@ class Vertical:
     metric_columns: tuple[str, ...] = ()
     #: ``metrics`` sets an operating point on the model's own training scores (never on test labels)
     tunes_on_train: bool = False
+    #: metrics that add up over institutions (money saved): a round reports their sum, not a mean
+    additive_metrics: tuple[str, ...] = ()
+    #: metrics that neither add nor average (thresholds, ratios of sums): only the pooled value means something
+    pooled_only_metrics: tuple[str, ...] = ()
 
     def evaluate(
         self,

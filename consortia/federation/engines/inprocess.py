@@ -3,12 +3,14 @@
 Flower's strategies accept any ``flwr.serverapp.Grid``. This one keeps Flower's strategies,
 messages, records and mods, and drops the process/thread hops of a simulation runtime, so a
 round costs about what the training costs (see benchmarks/engine_overhead.py). Messages are
-delivered in node order, and nodes get fixed ids, so a run is deterministic for its seed.
+delivered in node order, and nodes get fixed ids (``FIRST_NODE_ID + partition``) unless
+``node_ids`` are given: other ids (random ones, as Ray and a deployment give) must not change
+what a seed computes, and tests check that through this parameter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from uuid import uuid4
 
 from flwr.app import Context, Message, RecordDict
@@ -26,19 +28,37 @@ from consortia.runs.results import FederatedOutcome
 
 FIRST_NODE_ID = 1001
 
+#: what a node runs: a ClientApp, or anything called like one (a test's recording wrapper)
+ClientFn = ClientApp | Callable[[Message, Context], Message]
+
 
 class InProcessGrid(Grid):
-    """A Grid whose nodes are ClientApp calls in this process, each with its own Context."""
+    """A Grid whose nodes are ClientApp calls in this process, each with its own Context.
 
-    def __init__(self, client_app: ClientApp, node_configs: list[dict], run_config: dict, run_id: int = 1):
+    ``node_ids[i]`` is the id of the node serving ``node_configs[i]`` (default: consecutive ids
+    from ``FIRST_NODE_ID``); ``get_node_ids`` lists them in ascending id order, as a SuperLink
+    may, so ids that do not follow the partitions reorder the listing as they would under Ray.
+    """
+
+    def __init__(
+        self,
+        client_app: ClientFn,
+        node_configs: list[dict],
+        run_config: dict,
+        run_id: int = 1,
+        node_ids: Sequence[int] | None = None,
+    ):
+        ids = list(node_ids) if node_ids is not None else [FIRST_NODE_ID + i for i in range(len(node_configs))]
+        if len(ids) != len(node_configs) or len(set(ids)) != len(ids):
+            raise ValueError("node_ids needs one distinct id per node config")
         self.client_app = client_app
         self._run = Run.create_empty(run_id=run_id)
         self.contexts = {
-            FIRST_NODE_ID + i: Context(
-                run_id=run_id, node_id=FIRST_NODE_ID + i, node_config=node_config,
+            node_id: Context(
+                run_id=run_id, node_id=node_id, node_config=node_config,
                 state=RecordDict(), run_config=dict(run_config),
             )
-            for i, node_config in enumerate(node_configs)
+            for node_id, node_config in zip(ids, node_configs, strict=True)
         }  # fmt: skip
         self._replies: dict[str, Message] = {}
 
@@ -54,7 +74,7 @@ class InProcessGrid(Grid):
         return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
 
     def get_node_ids(self) -> Iterable[int]:
-        return list(self.contexts)
+        return sorted(self.contexts)
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         ids = []
@@ -76,22 +96,35 @@ class InProcessGrid(Grid):
         return self.pull_messages(self.push_messages(messages))
 
 
-def run(config: ExperimentConfig, hooks: ServerHooks | None = None) -> FederatedOutcome:
-    """Run the federation for ``config`` in this process and return its outcome."""
+def run(
+    config: ExperimentConfig,
+    hooks: ServerHooks | None = None,
+    *,
+    node_ids: Sequence[int] | None = None,
+    client_app: ClientFn | None = None,
+) -> FederatedOutcome:
+    """Run the federation for ``config`` in this process and return its outcome.
+
+    ``node_ids`` (one per institution, in partition order) and ``client_app`` (e.g. a wrapper that
+    records what each node is asked) replace the defaults: for tests.
+    """
     server_hooks, outcome = collecting(hooks)
     run_config = config.to_run_config()
-    client_app = build_client_app()
     server_app = build_server_app(hooks=server_hooks)
     node_configs = [{"partition-id": i, "num-partitions": config.institutions} for i in range(config.institutions)]
-    grid = InProcessGrid(client_app, node_configs, run_config)
-    # Messages created by strategies take their sender identity from the process's task
-    # identity; in Flower's runtimes the runtime sets it, here we are the runtime.
-    TaskIdentity.run_id = grid.run.run_id
-    TaskIdentity.task_id = 1
-    TaskIdentity.node_id = SUPERLINK_NODE_ID
+    grid = InProcessGrid(client_app or build_client_app(), node_configs, run_config, node_ids=node_ids)
+    start_server_task(grid)
     server_context = Context(
         run_id=grid.run.run_id, node_id=SUPERLINK_NODE_ID, node_config={},
         state=RecordDict(), run_config=run_config,
     )  # fmt: skip
     server_app(grid, server_context)
     return outcome[0]
+
+
+def start_server_task(grid: InProcessGrid) -> None:
+    """Messages created by strategies take their sender identity from the process's task
+    identity; in Flower's runtimes the runtime sets it, here we are the runtime."""
+    TaskIdentity.run_id = grid.run.run_id
+    TaskIdentity.task_id = 1
+    TaskIdentity.node_id = SUPERLINK_NODE_ID

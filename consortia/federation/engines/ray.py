@@ -1,31 +1,34 @@
 """Flower's Ray simulation engine (``flwr.simulation.run_simulation``).
 
 Useful for many institutions or when each institution should run in its own process. Flower's
-Python entry point passes an empty ``run_config``, so the config is baked into the apps.
+Python entry point passes an empty ``run_config``, so the config is baked into the apps. Ray
+gives the nodes random ids: the ServerApp samples and orders by institution, not by id.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from consortia.config import ExperimentConfig
 from consortia.errors import FederationError
 from consortia.federation.client import build_client_app
 from consortia.federation.engines.collect import collecting
-from consortia.federation.server import ServerHooks, build_server_app
+from consortia.federation.server import ServerHooks, build_server_app, check_servable
 from consortia.runs.results import FederatedOutcome
 
 
 def run(config: ExperimentConfig, hooks: ServerHooks | None = None) -> FederatedOutcome:
     from flwr.simulation import run_simulation
 
+    check_servable(config)  # inside Ray the ServerApp's error would only reach the log
     server_hooks, outcome = collecting(hooks)
     overrides = config.to_run_config()
     server_app = build_server_app(overrides, server_hooks)
     client_app = build_client_app(overrides)
     cpus = max(1, os.cpu_count() or 1)
-    backend_config = {
+    backend_config: dict[str, dict[str, Any]] = {
         # Ray hides the GPU from actors that ask for none: share it when a GPU run is asked for.
         "client_resources": {"num_cpus": 1, "num_gpus": _gpu_share(config)},
         "init_args": {"num_cpus": cpus, "include_dashboard": False, "logging_level": logging.ERROR},

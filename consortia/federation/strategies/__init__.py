@@ -2,6 +2,10 @@
 
 Every entry is a Flower class; Consortia only maps a name and the user's ``strategy_params``
 (dashes or underscores) onto its constructor, and fills the node counts from the federation.
+
+``fedprox`` needs ``proximal_mu > 0``: Flower's default 0.0 makes it FedAvg with a warning in the
+log, which is a silent FedAvg for anyone who reads only the results. Flower's FedProx sends the
+value to the clients in every train message's config (``proximal-mu``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,18 @@ _MANAGED = {
 }  # fmt: skip
 
 
+def min_train_nodes(num_institutions: int, fraction_train: float = 1.0, min_available: int | None = None) -> int:
+    """The ``min_train_nodes`` a strategy gets: the rounded fraction, at most the minimum available."""
+    return max(1, min(min_available or num_institutions, round(fraction_train * num_institutions)))
+
+
+def train_sample_size(num_institutions: int, fraction_train: float = 1.0, min_available: int | None = None) -> int:
+    """Institutions a round trains when all are connected (what Flower's FedAvg draws:
+    ``max(int(n * fraction_train), min_train_nodes)``); e.g. the trees a bagging round adds."""
+    minimum = min_train_nodes(num_institutions, fraction_train, min_available)
+    return max(int(num_institutions * fraction_train), minimum)
+
+
 def build_strategy(
     name: str,
     params: dict[str, Any],
@@ -42,12 +58,17 @@ def build_strategy(
         allowed = ", ".join(sorted(accepted - _MANAGED)) or "none"
         raise ConfigError(f"strategy '{name}' has no option {', '.join(unknown)}; its options: {allowed}")
     options = {key: _checked(name, key, value, signature[key].default) for key, value in options.items()}
+    if name == "fedprox" and not options.get("proximal_mu", 0.0) > 0:
+        raise ConfigError(
+            "strategy 'fedprox' without a proximal term is FedAvg: set --strategy-param proximal-mu=0.1 "
+            f"(any value > 0; got {options.get('proximal_mu', 'none')})"
+        )
     available = min_available or num_institutions
     managed: dict[str, Any] = {
         "fraction_train": fraction_train,
         "fraction_evaluate": 1.0,
         "min_available_nodes": available,
-        "min_train_nodes": max(1, min(available, round(fraction_train * num_institutions))),
+        "min_train_nodes": min_train_nodes(num_institutions, fraction_train, min_available),
         "min_evaluate_nodes": available,
         "evaluate_metrics_aggr_fn": evaluate_metrics_aggr_fn,
     }

@@ -1,12 +1,18 @@
 """One wrapper for what every Consortia run needs from any Flower strategy.
 
-Flower's DP strategies wrap another strategy; this does the same for three run-level concerns,
+Flower's DP strategies wrap another strategy; this does the same for four run-level concerns,
 instead of patching methods onto Flower's objects:
 
-* **seeded sampling**: with ``fraction_train < 1`` Flower samples nodes with the unseeded
-  module-level ``random``; seeding it from (run seed, round) before each configure step gives the
-  same sample for the same seed, also after a resume. Flower samples node ids; the engines give
-  institutions stable node ids (in order), so the sample is the same institutions;
+* **seeded sampling, by institution**: with ``fraction_train < 1`` Flower samples nodes with the
+  unseeded module-level ``random`` (``random.sample`` over the grid's node ids). Seeding it from
+  (run seed, round) before each configure step fixes the *positions* drawn; the strategy sees the
+  grid's node ids in institution order (``institutions``: node id -> name, learnt in the summary
+  phase), so the positions are the same institutions whatever ids the runtime gave the nodes
+  (Ray and a deployment give random ones). The cyclic strategy takes its turn order from the
+  same listing;
+* **replies in institution order**: aggregation sums in the order of the replies it is handed;
+  they are sorted by institution, not left in node-id or arrival order, so the same seed gives
+  the same bits;
 * **continued rounds**: a resumed run continues the numbering that seeds local training
   (``server-round``) and that server optimizers use (FedAdam's bias correction);
 * **server state**: FedOpt's moments and FedAvgM's momentum, read for checkpoints and restored
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,6 +35,7 @@ from flwr.serverapp.strategy import Strategy
 STATE_ATTRIBUTES = ("m_t", "v_t", "momentum_vector")
 
 StrategyState = dict[str, dict[str, np.ndarray] | list[np.ndarray]]
+NodeOrder = Callable[[int], tuple[int, str, int]]
 
 
 def sampling_seed(seed: int, step: str, server_round: int) -> int:
@@ -36,40 +43,89 @@ def sampling_seed(seed: int, step: str, server_round: int) -> int:
     return zlib.crc32(key.encode()) & 0x7FFFFFFF
 
 
-class ManagedStrategy(Strategy):
-    """``inner`` with seeded node sampling, a round offset and readable server state."""
+def institution_order(institutions: Mapping[int, str]) -> NodeOrder:
+    """Sort key of a node id: known institutions by name, then nodes not seen in the summary
+    phase (a reconnected node has a new id) by id."""
 
-    def __init__(self, inner: Strategy, *, seed: int, round_offset: int = 0) -> None:
+    def key(node_id: int) -> tuple[int, str, int]:
+        name = institutions.get(node_id)
+        return (0, name, node_id) if name is not None else (1, "", node_id)
+
+    return key
+
+
+class InstitutionOrderedGrid(Grid):
+    """A view of ``grid`` whose ``get_node_ids`` lists the nodes in institution order."""
+
+    def __init__(self, grid: Grid, order: NodeOrder) -> None:
+        self.inner = grid
+        self.order = order
+
+    def get_node_ids(self) -> Iterable[int]:
+        return sorted(self.inner.get_node_ids(), key=self.order)
+
+    # -- everything else is the wrapped grid's ---------------------------------------------------
+    def set_run(self, run) -> None:
+        self.inner.set_run(run)
+
+    @property
+    def run(self):
+        return self.inner.run
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None) -> Message:
+        return self.inner.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self.inner.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self.inner.pull_messages(message_ids)
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        return self.inner.send_and_receive(messages, timeout=timeout)
+
+
+class ManagedStrategy(Strategy):
+    """``inner`` with seeded sampling by institution, ordered replies, a round offset and
+    readable server state. Without ``institutions`` nodes are ordered by id."""
+
+    def __init__(
+        self, inner: Strategy, *, seed: int, round_offset: int = 0, institutions: Mapping[int, str] | None = None
+    ) -> None:
         self.inner = inner
         self.seed = seed
         self.round_offset = round_offset
+        self.order = institution_order(dict(institutions or {}))
 
     def __getattr__(self, name: str) -> Any:  # e.g. ``registered_nodes`` of a cyclic strategy
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)
 
+    def _in_order(self, replies: Iterable[Message]) -> list[Message]:
+        return sorted(replies, key=lambda m: self.order(m.metadata.src_node_id))
+
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         shifted = server_round + self.round_offset
         random.seed(sampling_seed(self.seed, "configure_train", shifted))
-        return self.inner.configure_train(shifted, arrays, config, grid)
+        return self.inner.configure_train(shifted, arrays, config, InstitutionOrderedGrid(grid, self.order))
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        return self.inner.aggregate_train(server_round + self.round_offset, replies)
+        return self.inner.aggregate_train(server_round + self.round_offset, self._in_order(replies))
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         shifted = server_round + self.round_offset
         random.seed(sampling_seed(self.seed, "configure_evaluate", shifted))
-        return self.inner.configure_evaluate(shifted, arrays, config, grid)
+        return self.inner.configure_evaluate(shifted, arrays, config, InstitutionOrderedGrid(grid, self.order))
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        return self.inner.aggregate_evaluate(server_round + self.round_offset, replies)
+        return self.inner.aggregate_evaluate(server_round + self.round_offset, self._in_order(replies))
 
     def summary(self) -> None:
         self.inner.summary()

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 SUMMARY_FORMAT = "consortia.xgb_quantile_summary/1"
+#: fewest non-missing values one shared quantile may stand for (a privacy floor, see local_quantile_summary)
+MIN_ROWS_PER_QUANTILE = 5
 
 
 @dataclass
@@ -62,34 +64,42 @@ class GlobalBinning:
         return out
 
 
-def local_quantile_summary(X: np.ndarray, n_bins: int, *, resolution: int | None = None) -> dict[str, Any]:
+def local_quantile_summary(
+    X: np.ndarray,
+    n_bins: int,
+    *,
+    resolution: int | None = None,
+    min_rows_per_quantile: int = MIN_ROWS_PER_QUANTILE,
+) -> dict[str, Any]:
     """What one institution shares to agree on bin edges: aggregates only, no rows.
 
-    Reveals exactly: ``n_rows``; per feature, the number of non-missing values and
-    ``resolution - 1`` interior empirical quantiles at probabilities ``k / resolution``
-    (numpy's linear interpolation between order statistics, default ``resolution = 4 *
-    n_bins``). Each quantile is a recorded value or lies between two adjacent ones, so every
-    feature's marginal distribution is disclosed at that resolution; with fewer non-missing
-    values than ``resolution`` that is nearly all of them. Not revealed: which row has which
-    value, the exact minimum and maximum (probabilities 0 and 1 are left out), relations
-    between features, labels. Values rarer than ``1 / resolution`` of the rows may share a
-    neighbour's bin. Plain ints, floats and lists, so it serialises as JSON.
+    Reveals exactly: ``n_rows``; per feature, the number of non-missing values and at most
+    ``resolution - 1`` interior empirical quantiles (numpy's linear interpolation between order
+    statistics). The resolution is what the bin count needs (default ``n_bins``: one quantile per
+    global bin edge), and never finer than one quantile per ``min_rows_per_quantile`` non-missing
+    values, so a small institution shares fewer, coarser quantiles instead of nearly every value.
+    Not revealed: which row has which value, the exact minimum and maximum (probabilities 0 and
+    1 are left out), relations between features, labels. Plain ints, floats and lists (JSON).
     """
     if n_bins < 2:
         raise ValueError("n_bins must be at least 2")
-    resolution = int(resolution or 4 * n_bins)
-    if resolution < n_bins:
-        raise ValueError("resolution must be at least n_bins")
+    resolution = int(resolution or n_bins)
+    if resolution < 2:
+        raise ValueError("resolution must be at least 2")
+    if min_rows_per_quantile < 1:
+        raise ValueError("min_rows_per_quantile must be at least 1")
     X = as_2d_float(X, "X")
-    probs = np.arange(1, resolution) / resolution
     features = []
     for j in range(X.shape[1]):
         col = X[:, j]
         col = col[~np.isnan(col)]
         if col.size and not np.all(np.isfinite(col)):
             raise ValueError(f"feature {j} has infinite values")
-        quantiles = np.quantile(col, probs).tolist() if col.size else []
-        features.append({"count": int(col.size), "quantiles": [float(q) for q in quantiles]})
+        steps = min(resolution, col.size // min_rows_per_quantile)
+        quantiles: list[float] = []
+        if steps >= 2:
+            quantiles = [float(q) for q in np.quantile(col, np.arange(1, steps) / steps)]
+        features.append({"count": int(col.size), "quantiles": quantiles})
     return {
         "format": SUMMARY_FORMAT,
         "n_rows": int(X.shape[0]),

@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -96,12 +96,11 @@ def _hist_params(params: dict[str, Any], binning: GlobalBinning | None) -> dict[
     p = dict(params)
     if p.setdefault("tree_method", "hist") != "hist":
         raise ValueError(f"tree_method must be 'hist', got {p['tree_method']!r}")
-    if binning is not None:
-        if p.setdefault("max_bin", binning.n_bins) < binning.n_bins:
-            raise ValueError(
-                f"max_bin={p['max_bin']} < {binning.n_bins} global bins: the sketch would "
-                "re-bin and federated training would no longer match pooled training"
-            )
+    if binning is not None and p.setdefault("max_bin", binning.n_bins) < binning.n_bins:
+        raise ValueError(
+            f"max_bin={p['max_bin']} < {binning.n_bins} global bins: the sketch would "
+            "re-bin and federated training would no longer match pooled training"
+        )
     p.setdefault("seed", 0)
     return p
 
@@ -172,7 +171,7 @@ def run_worker(
         raise ValueError("early stopping needs a validation set at every institution")
     p = _hist_params(params, binning)
     dtrain = _dmatrix(X, y, binning)
-    evals = [(_dmatrix(X_valid, y_valid, binning), "valid")] if X_valid is not None else []
+    evals = [(_dmatrix(X_valid, y_valid, binning), "valid")] if X_valid is not None and y_valid is not None else []
 
     beat, stop = (lambda: None), threading.Event()
     if timeout_s is not None:
@@ -192,7 +191,7 @@ def run_worker(
         "federated_rank": rank,
     }
     if timeout_s is not None:  # ignored by the federated communicator in 3.2; kept for later ones
-        comm["dmlc_timeout"] = int(math.ceil(timeout_s))
+        comm["dmlc_timeout"] = math.ceil(timeout_s)
     try:
         xgb.collective.init(**comm)
         booster = xgb.train(
@@ -232,7 +231,7 @@ def _skip_sklearn() -> None:
     ``sys.modules[name] = None``) and xgboost falls back to its sklearn-free stubs.
     """
     if "xgboost" not in sys.modules:
-        sys.modules.setdefault("sklearn", None)  # type: ignore[assignment]
+        sys.modules.setdefault("sklearn", None)  # type: ignore[arg-type]
 
 
 def _server_main(world_size: int, port: int, events: Any) -> None:
@@ -325,10 +324,8 @@ def _terminate(procs: Sequence[Any], grace_s: float = 2.0) -> None:
     for p in started:
         if p.is_alive():
             p.terminate()
-            try:
+            with suppress(OSError):
                 os.kill(p.pid, signal.SIGCONT)  # a stopped process only sees SIGTERM once resumed
-            except OSError:
-                pass
     deadline = time.monotonic() + grace_s
     for p in started:
         p.join(max(0.0, deadline - time.monotonic()))
@@ -337,15 +334,13 @@ def _terminate(procs: Sequence[Any], grace_s: float = 2.0) -> None:
             p.kill()
             p.join(1.0)
     for p in started:
-        try:
+        with suppress(ValueError):  # still alive after SIGKILL (should not happen); leave it be
             p.close()
-        except ValueError:  # still alive after SIGKILL (should not happen); leave it be
-            pass
 
 
 def _check_parts(parts: Sequence[Part], binning: GlobalBinning, what: str) -> None:
-    for i, (X, y) in enumerate(parts):
-        X = np.asarray(X)
+    for i, (X_part, y) in enumerate(parts):
+        X = np.asarray(X_part)
         if X.ndim != 2 or X.shape[1] != binning.n_features:
             raise ValueError(f"{what} {i}: X must be 2-D with {binning.n_features} features")
         if len(X) == 0 or len(X) != len(np.asarray(y).ravel()):
@@ -381,67 +376,15 @@ def train_histogram_federated(
     < 1 draws different rows per institution than the pooled run does).
     """
     n = len(parts)
-    if n < 1:
-        raise ValueError("need at least one institution")
-    _check_parts(parts, binning, "institution")
-    if valid_parts is not None:
-        if len(valid_parts) != n:
-            raise ValueError("valid_parts needs one (X, y) per institution")
-        _check_parts(valid_parts, binning, "validation part")
-    if early_stopping_rounds is not None and valid_parts is None:
-        raise ValueError("early stopping needs valid_parts")
-    names = list(names) if names is not None else [f"institution {r}" for r in range(n)]
-    if len(names) != n:
-        raise ValueError("names needs one entry per institution")
-    _hist_params(params, binning)  # validate before starting processes
+    names = _check_federation(parts, params, binning, valid_parts, early_stopping_rounds, names)
     startup_s = timeout_s if startup_timeout_s is None else startup_timeout_s
     worker_params = dict(params)
     worker_params.setdefault("nthread", 1)  # all institutions share this machine's cores
-
-    def who(rank: int) -> str:
-        return f"{names[rank]} (rank {rank})"
-
-    ctx = mp.get_context("spawn")
-    events = ctx.Queue()
-    procs: list[Any] = []
-    last_round = dict.fromkeys(range(n), -1)
-    results: dict[int, bytes | None] = {}
-
-    def where(rank: int) -> str:
-        r = last_round[rank]
-        return (
-            f"before finishing round 1 of {num_boost_round}" if r < 0 else f"after round {r + 1} of {num_boost_round}"
-        )
-
+    federation = _SimulatedFederation(names, num_boost_round, timeout_s, startup_s, on_round)
     try:
         deadline = time.monotonic() + startup_s
         with _reserved_port(port) as port_:
-            server = ctx.Process(
-                target=_server_main,
-                args=(n, port_, events),
-                name="consortia-xgb-server",
-                daemon=True,
-            )
-            server.start()
-            procs.append(server)
-            ready = False
-            while not (ready and _listening(port_)):
-                if time.monotonic() > deadline:
-                    raise FederatedTrainingError(
-                        f"federated server did not start listening on port {port_} within {startup_s:.0f}s"
-                    )
-                try:
-                    kind, _, payload = events.get(timeout=_POLL_S)
-                    if kind == "server_error":
-                        last_line = payload.strip().splitlines()[-1]
-                        raise FederatedTrainingError(f"federated server failed to start: {last_line}", detail=payload)
-                    ready = ready or kind == "server_ready"
-                except queue_mod.Empty:
-                    pass
-                if not server.is_alive():
-                    raise FederatedTrainingError(
-                        f"federated server stopped at start-up ({_describe_exit(server.exitcode)})"
-                    )
+            federation.start_server(port_, deadline)
         address = f"127.0.0.1:{port_}"
         for rank, (X, y) in enumerate(parts):
             kwargs = {
@@ -455,91 +398,191 @@ def train_histogram_federated(
             }
             if valid_parts is not None:
                 kwargs["X_valid"], kwargs["y_valid"] = map(np.asarray, valid_parts[rank])
-            proc = ctx.Process(
-                target=_worker_main,
-                args=(rank, n, address, kwargs, events),
-                name=f"consortia-xgb-worker-{rank}",
-                daemon=True,
-            )
-            proc.start()
-            procs.append(proc)
-        workers = procs[1:]
-        last_progress = time.monotonic()
+            federation.start_worker(rank, n, address, kwargs)
+        model = federation.wait_for_models()
+        import xgboost as xgb
 
-        def handle(msg: tuple[str, int, Any]) -> None:
-            nonlocal last_progress
-            kind, rank, payload = msg
-            if kind == "round":
-                last_round[rank] = max(last_round[rank], payload)
-                last_progress = time.monotonic()
-                if on_round is not None:
-                    on_round(rank, payload)
-            elif kind == "done":
-                results[rank] = payload
-                last_progress = time.monotonic()
-            elif kind == "error":
-                summary, tb = payload
+        return xgb.Booster(model_file=bytearray(model))
+    finally:
+        federation.close()
+
+
+def _check_federation(
+    parts: Sequence[Part],
+    params: dict[str, Any],
+    binning: GlobalBinning,
+    valid_parts: Sequence[Part] | None,
+    early_stopping_rounds: int | None,
+    names: Sequence[str] | None,
+) -> list[str]:
+    """Everything that can be judged before a process starts; returns one name per institution."""
+    n = len(parts)
+    if n < 1:
+        raise ValueError("need at least one institution")
+    _check_parts(parts, binning, "institution")
+    if valid_parts is not None:
+        if len(valid_parts) != n:
+            raise ValueError("valid_parts needs one (X, y) per institution")
+        _check_parts(valid_parts, binning, "validation part")
+    if early_stopping_rounds is not None and valid_parts is None:
+        raise ValueError("early stopping needs valid_parts")
+    names = list(names) if names is not None else [f"institution {r}" for r in range(n)]
+    if len(names) != n:
+        raise ValueError("names needs one entry per institution")
+    _hist_params(params, binning)  # validate before starting processes
+    return names
+
+
+class _SimulatedFederation:
+    """The parent's view of a simulated federation: its processes, their reports, the watchdog."""
+
+    def __init__(
+        self,
+        names: list[str],
+        num_boost_round: int,
+        timeout_s: float,
+        startup_s: float,
+        on_round: Callable[[int, int], None] | None,
+    ) -> None:
+        self.names = names
+        self.n = len(names)
+        self.num_boost_round = num_boost_round
+        self.timeout_s = timeout_s
+        self.startup_s = startup_s
+        self.on_round = on_round
+        self.ctx = mp.get_context("spawn")
+        self.events = self.ctx.Queue()
+        self.procs: list[Any] = []
+        self.last_round = dict.fromkeys(range(self.n), -1)
+        self.results: dict[int, bytes | None] = {}
+        self.last_progress = time.monotonic()
+
+    def who(self, rank: int) -> str:
+        return f"{self.names[rank]} (rank {rank})"
+
+    def where(self, rank: int) -> str:
+        r, total = self.last_round[rank], self.num_boost_round
+        return f"before finishing round 1 of {total}" if r < 0 else f"after round {r + 1} of {total}"
+
+    # -- start-up --------------------------------------------------------------------------------
+    def start_server(self, port: int, deadline: float) -> None:
+        """Start XGBoost's federated server and wait until it listens on ``port``."""
+        server = self.ctx.Process(
+            target=_server_main,
+            args=(self.n, port, self.events),
+            name="consortia-xgb-server",
+            daemon=True,
+        )
+        server.start()
+        self.procs.append(server)
+        ready = False
+        while not (ready and _listening(port)):
+            if time.monotonic() > deadline:
                 raise FederatedTrainingError(
-                    f"{who(rank)} failed {where(rank)}: {summary}",
-                    rank=rank,
-                    last_round=last_round[rank],
-                    detail=tb,
+                    f"federated server did not start listening on port {port} within {self.startup_s:.0f}s"
+                )
+            with suppress(queue_mod.Empty):
+                kind, _, payload = self.events.get(timeout=_POLL_S)
+                if kind == "server_error":
+                    last_line = payload.strip().splitlines()[-1]
+                    raise FederatedTrainingError(f"federated server failed to start: {last_line}", detail=payload)
+                ready = ready or kind == "server_ready"
+            if not server.is_alive():
+                raise FederatedTrainingError(
+                    f"federated server stopped at start-up ({_describe_exit(server.exitcode)})"
                 )
 
-        def drain(wait_s: float) -> None:
-            end = time.monotonic() + wait_s
-            while True:
-                try:
-                    handle(events.get(timeout=max(0.0, end - time.monotonic())))
-                except queue_mod.Empty:
-                    return
+    def start_worker(self, rank: int, world_size: int, address: str, kwargs: dict[str, Any]) -> None:
+        proc = self.ctx.Process(
+            target=_worker_main,
+            args=(rank, world_size, address, kwargs, self.events),
+            name=f"consortia-xgb-worker-{rank}",
+            daemon=True,
+        )
+        proc.start()
+        self.procs.append(proc)
+        self.last_progress = time.monotonic()
 
-        while len(results) < n:
-            try:
-                handle(events.get(timeout=_POLL_S))
-            except queue_mod.Empty:
-                pass
-            dead = [r for r, w in enumerate(workers) if r not in results and w.exitcode is not None]
+    # -- training --------------------------------------------------------------------------------
+    def wait_for_models(self) -> bytes:
+        """Watch the reports until every institution is done; rank 0's model."""
+        server, workers = self.procs[0], self.procs[1:]
+        while len(self.results) < self.n:
+            with suppress(queue_mod.Empty):
+                self.handle(self.events.get(timeout=_POLL_S))
+            dead = [r for r, w in enumerate(workers) if r not in self.results and w.exitcode is not None]
             if dead or server.exitcode is not None:
-                drain(0.5)  # a final "done"/"error" may still be in the pipe
-                dead = [r for r in dead if r not in results]
+                self.drain(0.5)  # a final "done"/"error" may still be in the pipe
+                dead = [r for r in dead if r not in self.results]
             if dead:
                 r = dead[0]
                 raise FederatedTrainingError(
-                    f"{who(r)} stopped {where(r)} ({_describe_exit(workers[r].exitcode)}); "
+                    f"{self.who(r)} stopped {self.where(r)} ({_describe_exit(workers[r].exitcode)}); "
                     "federated training aborted and all processes terminated",
                     rank=r,
-                    last_round=last_round[r],
+                    last_round=self.last_round[r],
                 )
-            if server.exitcode is not None and len(results) < n:
+            if server.exitcode is not None and len(self.results) < self.n:
                 raise FederatedTrainingError(
                     f"federated server stopped during training ({_describe_exit(server.exitcode)})"
                 )
-            started = all(last_round[r] >= 0 or r in results for r in range(n))
-            limit = timeout_s if started else startup_s
-            if time.monotonic() - last_progress > limit:
-                pending = [r for r in range(n) if r not in results]
-                slowest = min(pending, key=lambda r: last_round[r])
-                if last_round[slowest] < max(last_round[r] for r in pending):
-                    blame, rank_ = f"{who(slowest)} is furthest behind", slowest
-                else:  # in lockstep: whoever hangs inside the round can't be told apart
-                    blame, rank_ = "an institution or the server stopped responding", None
-                raise FederatedTrainingError(
-                    f"federation stalled: no round finished for {limit:.0f}s "
-                    f"({', '.join(f'{who(r)}: {last_round[r] + 1}' for r in pending)} rounds "
-                    f"finished); {blame}; all processes terminated",
-                    rank=rank_,
-                    last_round=last_round[slowest],
-                )
-        import xgboost as xgb
-
-        model = results[0]
+            self.check_stall()
+        model = self.results[0]
         assert model is not None
-        return xgb.Booster(model_file=bytearray(model))
-    finally:
-        _terminate(procs)
-        events.close()
-        events.cancel_join_thread()
+        return model
+
+    def handle(self, msg: tuple[str, int, Any]) -> None:
+        kind, rank, payload = msg
+        if kind == "round":
+            self.last_round[rank] = max(self.last_round[rank], payload)
+            self.last_progress = time.monotonic()
+            if self.on_round is not None:
+                self.on_round(rank, payload)
+        elif kind == "done":
+            self.results[rank] = payload
+            self.last_progress = time.monotonic()
+        elif kind == "error":
+            summary, tb = payload
+            raise FederatedTrainingError(
+                f"{self.who(rank)} failed {self.where(rank)}: {summary}",
+                rank=rank,
+                last_round=self.last_round[rank],
+                detail=tb,
+            )
+
+    def drain(self, wait_s: float) -> None:
+        end = time.monotonic() + wait_s
+        while True:
+            try:
+                self.handle(self.events.get(timeout=max(0.0, end - time.monotonic())))
+            except queue_mod.Empty:
+                return
+
+    def check_stall(self) -> None:
+        """No round finished for too long: blame the institution furthest behind, if any is."""
+        last_round = self.last_round
+        started = all(last_round[r] >= 0 or r in self.results for r in range(self.n))
+        limit = self.timeout_s if started else self.startup_s
+        if time.monotonic() - self.last_progress <= limit:
+            return
+        pending = [r for r in range(self.n) if r not in self.results]
+        slowest = min(pending, key=lambda r: last_round[r])
+        if last_round[slowest] < max(last_round[r] for r in pending):
+            blame, rank_ = f"{self.who(slowest)} is furthest behind", slowest
+        else:  # in lockstep: whoever hangs inside the round can't be told apart
+            blame, rank_ = "an institution or the server stopped responding", None
+        raise FederatedTrainingError(
+            f"federation stalled: no round finished for {limit:.0f}s "
+            f"({', '.join(f'{self.who(r)}: {last_round[r] + 1}' for r in pending)} rounds "
+            f"finished); {blame}; all processes terminated",
+            rank=rank_,
+            last_round=last_round[slowest],
+        )
+
+    def close(self) -> None:
+        _terminate(self.procs)
+        self.events.close()
+        self.events.cancel_join_thread()
 
 
 def train_centralized(

@@ -140,7 +140,7 @@ def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     for label in np.unique(y):
         rows = np.flatnonzero(y == label)
         rng.shuffle(rows)
-        take = int(round(fraction * len(rows)))
+        take = round(fraction * len(rows))
         if 0 < take < len(rows):
             valid.append(rows[:take])
     valid_idx = np.sort(np.concatenate(valid)) if valid else np.empty(0, dtype=int)
@@ -163,6 +163,8 @@ class XGBoostLearner(EvaluateMixin):
     """Binary XGBoost classifier behind the Learner contract (see the module docstring)."""
 
     supports_proximal = False
+    aggregatable = supports_batch_steps = supports_torch_module = supports_layer_matching = False
+    parameter_format = "serialized trees (booster bytes)"
 
     def __init__(self, n_features: int, params: Params | None = None, seed: int = 0, device: str = "cpu") -> None:
         own, xgb_params = split_params(params or {})

@@ -34,4 +34,7 @@ VERTICAL = Vertical(
     metric_columns=(AMOUNT_COLUMN,),
     # money saved is taken at an alert threshold set on the training scores (never test labels)
     tunes_on_train=True,
+    # each bank's money saved at its own alert threshold adds up; thresholds and shares do not
+    additive_metrics=("money_saved",),
+    pooled_only_metrics=("money_saved_share", "alert_threshold", "alert_fpr"),
 )

@@ -10,6 +10,7 @@ test uses and a way to try a deployment before spreading it over machines (docs/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -121,35 +122,40 @@ class LocalFederation:
             _killpg(group, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         for process in self.processes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
         for group in groups:  # whatever ignored SIGTERM, or outlived its leader
             _killpg(group, signal.SIGKILL)
         for process in self.processes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL cannot be ignored: rarely needed
                 process.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
-                pass
         self.processes.clear()
 
     # -- runs ------------------------------------------------------------------------------------
     def flwr(self, *args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [cmd.executable("flwr"), *args], env=self.env, capture_output=True, text=True, timeout=timeout_s
+            [cmd.executable("flwr"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
         )
         if result.returncode != 0:
             raise FederationError(f"flwr {' '.join(args[:2])} failed: {(result.stdout + result.stderr).strip()[-800:]}")
         return result
 
-    def submit(self, config: ExperimentConfig) -> str:
-        """Start a run of ``config`` on the SuperLink; returns the run id."""
+    def submit(self, config: ExperimentConfig, app_dir: str | Path = APP_DIR) -> str:
+        """Start a run of ``config`` on the SuperLink; returns the run id.
+
+        ``app_dir`` is the Flower App to submit: the shipped, code-less one unless a caller (a
+        test that wraps the ClientApp, say) brings its own.
+        """
         if not config.run_dir:
             raise FederationError("a deployed run needs config.run_dir (where the ServerApp writes its outcome)")
         run_config = self.workdir / f"run-config-{time.time_ns()}.toml"
         run_config.write_text(run_config_toml(config))
-        result = self.flwr("run", str(APP_DIR), CONNECTION, "--run-config", str(run_config), "--format", "json")
+        result = self.flwr("run", str(app_dir), CONNECTION, "--run-config", str(run_config), "--format", "json")
         payload = json.loads(result.stdout[result.stdout.index("{") :])
         return str(payload["run-id"])
 
@@ -229,7 +235,5 @@ def _process_groups(leaders: list[int]) -> list[int]:
 
 
 def _killpg(group: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # gone already, or not ours any more
         os.killpg(group, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

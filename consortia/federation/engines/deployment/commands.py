@@ -49,8 +49,9 @@ class Tls:
     @classmethod
     def from_folder(cls, folder: str | Path) -> Tls:
         folder = Path(folder)
-        tls = cls(folder / "ca.crt", folder / "superlink.crt", folder / "superlink.key")
-        missing = [p for p in (tls.ca_cert, tls.server_cert, tls.server_key) if not p.is_file()]
+        files = (folder / "ca.crt", folder / "superlink.crt", folder / "superlink.key")
+        tls = cls(*files)
+        missing = [p for p in files if not p.is_file()]
         if missing:
             raise ConfigError(
                 f"{missing[0]} is missing; create local certificates with `consortia serve certs {folder}`"
