@@ -30,6 +30,7 @@ from consortia.data.preprocessing import FeatureSummary, merge_summaries
 from consortia.federation.engines import run_engine
 from consortia.learners import make_learner
 from consortia.logs import set_flower_verbosity
+from consortia.verticals import get_vertical
 
 
 def plain_loop(config: ExperimentConfig) -> tuple[float, float]:
@@ -53,9 +54,11 @@ def plain_loop(config: ExperimentConfig) -> tuple[float, float]:
             updates.append(learner.get_parameters())
             weights.append(len(y_train))
         total = float(sum(weights))
-        global_params = [sum(w / total * u[k] for u, w in zip(updates, weights)) for k in range(len(updates[0]))]
+        global_params = [
+            sum(w / total * u[k] for u, w in zip(updates, weights, strict=True)) for k in range(len(updates[0]))
+        ]
         ys, ps = [], []
-        for x_train, y_train, x_test, y_test in data.values():
+        for _x_train, _y_train, x_test, y_test in data.values():
             learner.set_parameters(global_params)
             proba = learner.predict_proba(x_test)
             vertical.metrics(y_test, proba)

@@ -70,7 +70,7 @@ def flamby_protocol(rounds: int, local_epochs: int, seeds: list[int]) -> dict:
 
 def _print_table(title: str, result: dict, metric: str) -> None:
     print(f"\n{title}\n| hospital | " + " | ".join(MODES) + " |\n|---" * 1 + "|---" * len(MODES) + "|")
-    rows = list(result["per_institution"].items()) + [("pooled", result["pooled"])]
+    rows = [*list(result["per_institution"].items()), ("pooled", result["pooled"])]
     for name, modes in rows:
         cells = [modes.get(m, {}).get(metric) for m in MODES]
         print(f"| {name} | " + " | ".join("n/a" if v is None else f"{v:.4f}" for v in cells) + " |")

@@ -27,7 +27,11 @@ def describe(content: RecordDict) -> dict[str, dict[str, Any]]:
     records: dict[str, dict[str, Any]] = {}
     for name, record in content.items():
         if isinstance(record, ArrayRecord):
-            records[name] = {"kind": "array", "shapes": [list(array.shape) for array in record.values()]}
+            records[name] = {
+                "kind": "array",
+                "shapes": [list(array.shape) for array in record.values()],
+                "names": list(record.keys()),
+            }
         elif isinstance(record, MetricRecord):
             lengths = {k: len(v) if isinstance(v, list) else None for k, v in record.items()}
             records[name] = {"kind": "metric", "lengths": lengths}

@@ -101,7 +101,8 @@ def test_deployed_run_equals_the_inprocess_engine(federation, hospital_files, re
         for mode, metrics in modes.items():
             assert outcome.per_institution[name][mode] == pytest.approx(metrics, rel=1e-9), (name, mode)
     assert len(outcome.rounds) == ROUNDS and outcome.institution_sizes == reference.institution_sizes
-    assert outcome.pooled == {"global": {}, "finetuned": {}}  # the server computed nothing from scores
+    # pooled metrics in a deployment too: from the nodes' score histograms, never from rows
+    assert outcome.pooled["global"]["auroc"] == pytest.approx(reference.pooled["global"]["auroc"], abs=1e-9)
     assert RunFolder(config.run_dir).latest_checkpoint().round == ROUNDS
     _assert_no_rows_left_the_nodes(federation, hospital_files)
 
@@ -136,7 +137,9 @@ def _leaks(replies: list[dict]) -> list[str]:
             found.append(f"{kind}: the node answered with an error")
         for name, record in (reply["reply"] or {}).items():
             where = f"{kind} reply record '{name}'"
-            if REPLY_RECORDS[kind].get(name) != record["kind"]:
+            if kind.startswith("evaluate") and name.startswith(HISTOGRAM):
+                found += _histogram_leaks(where, record)
+            elif REPLY_RECORDS[kind].get(name) != record["kind"]:
                 found.append(f"{where}: not expected in a deployment ({record})")
             elif record["kind"] == "array" and json.dumps(record["shapes"]) not in model:
                 found.append(f"{where}: arrays of shapes {record['shapes']}, not the model's")
@@ -145,6 +148,22 @@ def _leaks(replies: list[dict]) -> list[str]:
             elif record["kind"] == "config" and record["keys"] != CONFIG_KEYS[name]:
                 found.append(f"{where}: keys {record['keys']}")
     return found
+
+
+#: per-class score histograms (consortia.evaluation.pooled): counts and sums per score bin
+HISTOGRAM = "histogram."
+HISTOGRAM_ARRAYS = {"bin", "label", "count", "score_sum"}
+
+
+def _histogram_leaks(where: str, record: dict) -> list[str]:
+    """A histogram holds its four arrays (plus declared metric-column sums), one entry per used bin."""
+    if record["kind"] != "array" or not set(record.get("names", [])) >= HISTOGRAM_ARRAYS:
+        return [f"{where}: not a score histogram ({record})"]
+    extra = [n for n in record["names"] if n not in HISTOGRAM_ARRAYS and not n.startswith("column.")]
+    lengths = {tuple(s) for s in record["shapes"]}
+    return ([f"{where}: unexpected arrays {extra}"] if extra else []) + (
+        [] if len(lengths) == 1 and len(next(iter(lengths))) == 1 else [f"{where}: shapes {record['shapes']}"]
+    )
 
 
 def test_the_reply_check_catches_rows_leaving_a_node():

@@ -276,6 +276,19 @@ def test_semicolon_separated_csv_is_read_with_a_note(tmp_path):
     )
 
 
+def test_decimal_commas_get_a_hint(tmp_path):
+    frame = _uci("cleveland")
+    frame["oldpeak"] = frame["oldpeak"].str.replace(".", ",")
+    path = tmp_path / "cleveland.csv"
+    frame.to_csv(path, index=False, sep=";")
+    line = _error_line(_run("run", "healthcare", "--data", path, "--data", HUNGARY, "--map", HEART.mapping_path,
+                            *QUICK, "--run-dir", tmp_path / "run"))  # fmt: skip
+    assert line.startswith(f"error: {path}, column 'oldpeak', rows 1, 2, 3, 4, 5 (+")
+    assert line.endswith(
+        "declare such markers as missing in the mapping or save the file with '.' as the decimal separator"
+    )
+
+
 def test_folder_passed_as_a_data_file(tmp_path):
     folder = tmp_path / "x.csv"
     folder.mkdir()

@@ -52,9 +52,9 @@ def data_options(
             if not path.is_file():
                 raise ConfigError(f"--data {path}: no such file")
     if len(paths) < 2:
-        given = f"--data-dir {data_dir} holds" if data_dir else "--data names"
+        option = f"--data-dir {data_dir} holds" if data_dir else "--data names"
         raise ConfigError(
-            f"{given} {len(paths)} file ({', '.join(str(p) for p in paths)}); a federation needs at least 2 "
+            f"{option} {len(paths)} file ({', '.join(str(p) for p in paths)}); a federation needs at least 2 "
             "institutions, one file each"
         )
     if mapping_path is None:

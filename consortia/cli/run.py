@@ -61,6 +61,15 @@ def run(
         ),
     ] = None,
     metric: Annotated[str | None, typer.Option(help="metric of the printed table (default: the vertical's)")] = None,
+    dp: Annotated[
+        str | None,
+        typer.Option("--dp", help="differential privacy: client (protects a whole institution) | sample (one row)"),
+    ] = None,
+    epsilon: Annotated[float | None, typer.Option(help="--dp: the privacy budget ε for the whole run")] = None,
+    delta: Annotated[float | None, typer.Option(help="--dp: δ (default 1e-05)")] = None,
+    dp_clip: Annotated[
+        float | None, typer.Option(help="--dp: clipping bound of each update (client) or row gradient (sample)")
+    ] = None,
 ) -> None:
     """Train federated, centralized and local-only models and print the comparison table.
 
@@ -76,6 +85,8 @@ def run(
 
     spec = get_vertical(vertical)
     if resume is not None:
+        if any(v is not None for v in (dp, epsilon, delta, dp_clip)):
+            raise ConfigError("--dp, --epsilon, --delta and --dp-clip cannot change a stored run; start a new run")
         options = {k: v for k, v in locals().items() if k in _OPTION_FIELDS or k in _DATA_OPTIONS}
         config, notes = _resume(ctx, spec.name, resume, options)
         if config.data.protocol == "flamby":
@@ -110,11 +121,15 @@ def run(
             engine=engine,
             device=device,
             seed=seed,
+            privacy=_privacy_options(dp, epsilon, delta, dp_clip),
         )
         _check_run_dir(Path(str(config.run_dir)))
         if not config.data.files:
             _check_rows(spec, config)
         _check_model(spec, config)
+        from consortia.privacy.dp import check_privacy
+
+        check_privacy(config)  # e.g. --dp sample with xgboost: one line before any data is read
     _check_metric(spec, metric)
     if json_path is not None:  # before training: a run must not end in a traceback about its output
         inputs = [*config.data.files, *([config.data.mapping_source] if config.data.mapping_source else [])]
@@ -146,6 +161,7 @@ def run(
         highlight=False,
         soft_wrap=True,
     )
+    console.print(_privacy_footer(result), highlight=False, soft_wrap=True, markup=False)
     _note_rows(spec, config, result)
     if json_path is not None:
         result.to_json(json_path)
@@ -187,10 +203,11 @@ def _resume(ctx: typer.Context, vertical: str, folder: Path, options: dict[str, 
         if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     }
     stored = config.model_dump(mode="json")
-    conflicts = [_conflict(name, value, stored) for name, value in given.items() if name not in _DATA_OPTIONS]
+    conflicts = [
+        c for name, value in given.items() if name not in _DATA_OPTIONS and (c := _conflict(name, value, stored))
+    ]
     if any(name in _DATA_OPTIONS for name in given) and _data_differs(vertical, given, stored):
         conflicts.append("the data options (--data, --data-dir, --example, --map, --target, --protocol)")
-    conflicts = [c for c in conflicts if c]
     if conflicts:
         raise ConfigError(
             f"--resume {folder} continues the stored run; these options differ from it: {', '.join(conflicts)}. "
@@ -252,6 +269,44 @@ def _data_differs(vertical: str, given: dict[str, Any], stored: dict[str, Any]) 
     )  # fmt: skip
     keys = ("files", "target", "mapping", "protocol")
     return any(data.get(k, stored["data"][k]) != stored["data"][k] for k in keys)
+
+
+# -- differential privacy -----------------------------------------------------------------------
+#: --dp values -> the config's mechanism names
+_DP_MECHANISMS = {"client": "dp-client", "sample": "dp-sample"}
+
+
+def _privacy_options(dp: str | None, epsilon: float | None, delta: float | None, clip: float | None) -> dict:
+    """--dp/--epsilon/--delta/--dp-clip as the config's ``privacy`` settings; bad combinations in one line."""
+    if dp is None:
+        given = [name for name, v in (("--epsilon", epsilon), ("--delta", delta), ("--dp-clip", clip)) if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --dp client or --dp sample")
+        return {}
+    mechanism = _DP_MECHANISMS.get(dp.strip().lower())
+    if mechanism is None:
+        raise ConfigError(f"--dp must be client or sample (got {dp!r})")
+    if epsilon is None:
+        raise ConfigError(f"--dp {dp} needs --epsilon E, the privacy budget for the whole run (e.g. --epsilon 4)")
+    settings: dict = {"mechanism": mechanism, "epsilon": epsilon, "delta": delta}
+    if clip is not None:
+        settings["clipping_norm" if mechanism == "dp-client" else "max_grad_norm"] = clip
+    return settings
+
+
+def _privacy_footer(result) -> str:  # result: RunResult
+    """The table's privacy line: mechanism, ε spent, δ, and what the guarantee covers."""
+    p = result.privacy
+    if p.get("mechanism", "none") == "none":
+        return f"privacy: none ({p.get('protects', 'no differential privacy')})"
+    if p.get("epsilon") is None:
+        spent = "ε not accounted (adaptive clipping)"
+    else:
+        spent = f"ε = {p['epsilon']:.2f}" + (" (max over institutions)" if p["mechanism"] == "dp-sample" else "")
+    stopped = ""
+    if p.get("rounds_run", 0) < p.get("rounds_planned", 0):
+        stopped = f"; budget reached after {p['rounds_run']} of {p['rounds_planned']} rounds"
+    return f"privacy: {p['mechanism']}, {spent}, δ = {p['delta']:g}{stopped} — {p.get('protects', '')}"
 
 
 # -- checks before training ---------------------------------------------------------------------

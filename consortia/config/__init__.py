@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from consortia.catalog import ENGINES, LEARNERS, STRATEGIES, VERTICALS
+from consortia.config.privacy import PrivacySettings
 from consortia.config.xgboost import wire_xgboost
 from consortia.errors import ConfigError
 
@@ -91,6 +92,9 @@ class ExperimentConfig(BaseModel):
     resume: bool = Field(False, description="continue from the last checkpoint in run_dir")
     min_institutions: int | None = Field(
         None, ge=1, description="fewest institutions a round may go on with when nodes drop out (default: all)"
+    )
+    privacy: PrivacySettings = Field(
+        default_factory=PrivacySettings, description="differential privacy: mechanism and budget (ε, δ)"
     )
 
     @model_validator(mode="before")

@@ -64,8 +64,9 @@ class InstitutionData:
     train: pd.DataFrame
     test: pd.DataFrame
 
-    def summary(self, schema: TabularSchema) -> FeatureSummary:
-        return FeatureSummary.from_frame(self.train, schema)
+    def summary(self, schema: TabularSchema, *, min_count: int = 1) -> FeatureSummary:
+        """The training rows' summary; ``min_count`` is the disclosure floor k (see FeatureSummary)."""
+        return FeatureSummary.from_frame(self.train, schema, min_count=min_count)
 
     def arrays(self, preprocessor: Preprocessor, target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return (

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import pandas as pd
 
 from consortia.data.mapping import DataMapping, check_mapping_against, label
 from consortia.data.preprocessing import FeatureSummary
-from consortia.data.schema import Feature, TabularSchema
+from consortia.data.schema import TabularSchema
 from consortia.errors import ConfigError, DataValidationError
 
 SUFFIXES = (".csv", ".parquet", ".pq", ".tsv")
@@ -421,11 +421,12 @@ def _numeric(values: pd.Series, source: str, column: str, schema_name: str) -> p
     numbers = pd.to_numeric(values, errors="coerce")
     bad = values.notna() & numbers.isna()
     if bad.any():
-        rows = list(np.flatnonzero(bad.to_numpy()) + 1)
+        rows = [int(r) for r in np.flatnonzero(bad.to_numpy()) + 1]
         examples = ", ".join(repr(v) for v in values[bad].drop_duplicates().head(3))
+        commas = values[bad].astype(str).str.fullmatch(r"[-+]?\d*,\d+").all()
+        fix = "save the file with '.' as the decimal separator" if commas else "fix the file"
         raise DataValidationError(
-            f"expects numbers but has text (e.g. {examples}); declare such markers as missing "
-            "in the mapping or fix the file",
+            f"expects numbers but has text (e.g. {examples}); declare such markers as missing in the mapping or {fix}",
             source=source,
             column=_both_names(column, schema_name),
             rows=rows,
@@ -559,53 +560,60 @@ def load_files(
     )
 
 
-def common_schema(
-    base: TabularSchema, schemas: Sequence[TabularSchema], sources: Sequence[str]
-) -> tuple[TabularSchema, list[str]]:
-    """Features every institution has; the rest dropped with a note (required ones: an error)."""
-    everywhere = set(schemas[0].feature_names).intersection(*(s.feature_names for s in schemas[1:]))
+#: an institution's columns as the consortium sees them: column name -> "numeric" | "categorical"
+ColumnKinds = Mapping[str, str]
+
+
+def agree_schema(base: TabularSchema, institutions: Mapping[str, ColumnKinds]) -> tuple[TabularSchema, list[str]]:
+    """The consortium's schema: the features every institution has, in one order, one kind each.
+
+    The one function for it, in simulation (from each loaded file's schema, ``common_schema``) and
+    on a deployed server (from each node's summary, ``schema_from_summaries``). A column missing
+    somewhere is dropped everywhere with a note (a required one is an error naming the institution);
+    extra columns are numeric only where every institution has them numeric, else categorical; the
+    vertical's own features keep their declared kinds and category order.
+    """
+    if not institutions:
+        return base, []
+    kinds = list(institutions.values())
+    everywhere = set(kinds[0]).intersection(*kinds[1:])
     notes = []
-    seen: dict[str, Feature] = {}
-    for schema in schemas:
-        for feature in schema.features:
-            seen.setdefault(feature.name, feature)
-    for column, feature in seen.items():
+    seen = list(dict.fromkeys(name for k in kinds for name in k))
+    for column in seen:
         if column in everywhere:
             continue
-        lacking = [src for s, src in zip(schemas, sources, strict=True) if column not in s.feature_names]
-        if feature.required:
+        lacking = [source for source, k in institutions.items() if column not in k]
+        if column in base.feature_names and base.feature(column).required:
             raise DataValidationError(
-                "required column is missing here (present at other institutions)",
-                source=lacking[0],
-                column=column,
+                "required column is missing here (present at other institutions)", source=lacking[0], column=column
             )
         notes.append(f"column '{column}' is missing at {', '.join(lacking)}; dropped everywhere")
-    kinds: dict[str, set[str]] = {}
-    for schema in schemas:
-        for feature in schema.features:
-            kinds.setdefault(feature.name, set()).add(feature.kind)
-    numeric = [n for n in schemas[0].extra_columns if n in everywhere and kinds[n] == {"numeric"}]
-    categorical = [n for n in schemas[0].extra_columns if n in everywhere and kinds[n] != {"numeric"}]
+    extras = sorted(n for n in everywhere if n not in base.feature_names)
+    numeric = [n for n in extras if all(k[n] == "numeric" for k in kinds)]
+    categorical = [n for n in extras if n not in numeric]
     for n in categorical:
-        if len(kinds[n]) > 1:
+        if any(k[n] == "numeric" for k in kinds):
             notes.append(f"extra column '{n}' is numeric at some institutions only; taken as categorical")
     chosen = base.select([n for n in base.feature_names if n in everywhere])
     return chosen.with_extra(numeric, categorical), notes
 
 
-def schema_from_summaries(base: TabularSchema, summaries: Sequence[FeatureSummary]) -> TabularSchema:
-    """Server side of a deployment: the features every node's summary covers.
+def common_schema(
+    base: TabularSchema, schemas: Sequence[TabularSchema], sources: Sequence[str]
+) -> tuple[TabularSchema, list[str]]:
+    """Simulation: ``agree_schema`` over every loaded file's own schema."""
+    kinds = {source: {f.name: f.kind for f in s.features} for s, source in zip(schemas, sources, strict=True)}
+    return agree_schema(base, kinds)
 
-    A node reads only its own file, so the server learns which columns exist from the
-    summaries; the vertical's own features keep their declared kinds and category order.
+
+def schema_from_summaries(base: TabularSchema, summaries: Sequence[FeatureSummary]) -> TabularSchema:
+    """A server (simulated or deployed): ``agree_schema`` over the nodes' summaries.
+
+    A deployed node reads only its own file, so the server learns which columns exist from the
+    summaries; it applies the very rules the simulation applies to the files.
     """
-    if not summaries:
-        return base
-    names = [set(s.numeric) | set(s.categorical) for s in summaries]
-    everywhere = names[0].intersection(*names[1:])
-    numeric_extra = sorted(
-        n for n in everywhere if n not in base.feature_names and all(n in s.numeric for s in summaries)
-    )
-    categorical_extra = sorted(n for n in everywhere if n not in base.feature_names and n not in numeric_extra)
-    present = [n for n in base.feature_names if n in everywhere]
-    return base.select(present).with_extra(numeric_extra, categorical_extra)
+    kinds = {
+        f"institution {i}": dict.fromkeys(s.numeric, "numeric") | dict.fromkeys(s.categorical, "categorical")
+        for i, s in enumerate(summaries, start=1)
+    }
+    return agree_schema(base, kinds)[0]

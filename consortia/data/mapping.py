@@ -113,7 +113,7 @@ class DataMapping(BaseModel):
     extra: ExtraSpec = Field(default_factory=ExtraSpec)
     ignore: list[str] = Field(default_factory=list, description="file columns to leave out")
     infer_extra: bool = Field(
-        False, description="treat undeclared columns as features (kind inferred); default: they are an error"
+        default=False, description="treat undeclared columns as features (kind inferred); default: they are an error"
     )
 
     @field_validator("categories", mode="before")

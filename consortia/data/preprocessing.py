@@ -7,7 +7,9 @@ and standard deviations for scaling, mean imputation, missing indicators, catego
 vocabularies) that every institution then applies locally.
 
 What a summary reveals: the institution's row count, and per column its mean, variance, number
-of missing values and how often each category occurs. No row-level value leaves the institution.
+of missing values and how often each category occurs, with categories seen fewer than k times
+merged into one count and no mean of fewer than k values (k: the node's ``min-category-count``,
+``consortia.privacy.disclosure``). No row-level value leaves the institution.
 
 Numerically safe for any finite input: each institution sends its mean and standard deviation
 (two-pass, so values near ``1e10`` that differ by 1 keep their spread; recomputed on values
@@ -27,6 +29,9 @@ import pandas as pd
 
 from consortia.data.schema import TabularSchema
 
+#: the count of categories too rare to name (fewer than the institution's k rows)
+RARE = "__rare__"
+
 
 @dataclass
 class NumericStats:
@@ -36,6 +41,7 @@ class NumericStats:
     mean: float
     std: float
     missing: int
+    withheld: bool = False  # too few values to share their mean and spread (see FeatureSummary)
 
     @classmethod
     def of(cls, values: np.ndarray) -> NumericStats:
@@ -61,14 +67,23 @@ class FeatureSummary:
     categorical_missing: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, schema: TabularSchema) -> FeatureSummary:
+    def from_frame(cls, frame: pd.DataFrame, schema: TabularSchema, *, min_count: int = 1) -> FeatureSummary:
+        """The summary of ``frame``; what leaves an institution uses its policy's ``min_count`` (k):
+        categories seen fewer than k times are merged into one ``RARE`` count, and a numeric
+        column with fewer than k present values reports its count but no mean or spread (the
+        mean of one value is that value)."""
         summary = cls(n_rows=len(frame))
         for f in schema.numeric:
-            summary.numeric[f.name] = NumericStats.of(frame[f.name].to_numpy(dtype=float))
+            stats = NumericStats.of(frame[f.name].to_numpy(dtype=float))
+            if 0 < stats.count < min_count:
+                stats = NumericStats(count=stats.count, mean=0.0, std=0.0, missing=stats.missing, withheld=True)
+            summary.numeric[f.name] = stats
         for f in schema.categorical:
             column = frame[f.name]
-            counts = column.dropna().astype(str).value_counts()
-            summary.categorical[f.name] = {str(k): int(v) for k, v in counts.items()}
+            counts = {str(k): int(v) for k, v in column.dropna().astype(str).value_counts().items()}
+            rare = sum(v for v in counts.values() if v < min_count)
+            kept = {k: v for k, v in counts.items() if v >= min_count}
+            summary.categorical[f.name] = kept | ({RARE: rare} if rare else {})
             summary.categorical_missing[f.name] = int(column.isna().sum())
         return summary
 
@@ -147,7 +162,7 @@ def merge_summaries(summaries: Sequence[FeatureSummary], schema: TabularSchema) 
     for f in schema.categorical:
         seen: set[str] = set()
         for s in summaries:
-            seen.update(s.categorical.get(f.name, {}))
+            seen.update(k for k in s.categorical.get(f.name, {}) if k != RARE)
         vocab = [str(c) for c in f.categories if str(c) in seen] if f.categories is not None else sorted(seen)
         if vocab:
             categories[f.name] = vocab
@@ -160,7 +175,9 @@ def _pooled_mean_std(stats: Sequence[NumericStats]) -> tuple[float, float]:
     The mean is a weighted average of finite means, so it cannot overflow; the spread is
     computed on halved, scaled terms so that values near +-1.8e308 stay finite too.
     """
-    present = [s for s in stats if s.count]
+    present = [s for s in stats if s.count and not s.withheld]
+    if not present:  # every institution withheld this column's statistics: scale as is
+        return 0.0, 1.0
     count = sum(s.count for s in present)
     weights = [s.count / count for s in present]
     mean = float(sum(w * s.mean for w, s in zip(weights, present, strict=True)))

@@ -28,7 +28,7 @@ def temporal_split(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train on earlier rows, test on later ones: how a model meets the future in production."""
     ordered = frame.sort_values(time_column, kind="stable").reset_index(drop=True)
-    cut = int(round(len(ordered) * (1 - test_fraction)))
+    cut = round(len(ordered) * (1 - test_fraction))
     if cut < 1 or cut >= len(ordered):
         raise DataValidationError(f"{len(ordered)} rows are too few for a temporal split", source=source)
     return ordered.iloc[:cut].reset_index(drop=True), ordered.iloc[cut:].reset_index(drop=True)

@@ -148,6 +148,7 @@ def sidebar_controls(vertical: Vertical) -> dict[str, Any]:
         help="local epochs on the final global model at each institution",
     )  # fmt: skip
     seed = bar.number_input("Seed", min_value=0, max_value=2**31 - 1, value=42, key=key(v, "seed"))
+    privacy = privacy_controls(vertical, model)
     return dict(
         vertical=v,
         institutions=int(institutions),
@@ -158,7 +159,51 @@ def sidebar_controls(vertical: Vertical) -> dict[str, Any]:
         local_epochs=int(local_epochs),
         finetune_epochs=int(finetune_epochs),
         seed=int(seed),
+        **({"privacy": privacy} if privacy else {}),
     )
+
+
+#: the privacy mechanisms offered, with what each protects in a few words
+PRIVACY_CHOICES = {
+    "none": "none",
+    "dp-sample": "record level (DP-SGD: one row)",
+    "dp-client": "client level (DP-FedAvg: a whole institution)",
+}
+
+
+def privacy_controls(vertical: Vertical, model: str) -> dict[str, Any]:
+    """Differential privacy: the mechanism and its budget ε; {} for none."""
+    from consortia.learners import capabilities
+
+    v = vertical.name
+    bar = st.sidebar
+    bar.header("Privacy")
+    mechanism = bar.selectbox(
+        "Differential privacy", list(PRIVACY_CHOICES), format_func=PRIVACY_CHOICES.__getitem__,
+        key=key(v, "dp"), help=f"record level protects each row of a {vertical.institution_noun}; client level "
+        f"protects each whole {vertical.institution_noun}, and needs many of them to keep a useful model",
+    )  # fmt: skip
+    epsilon = bar.number_input(
+        "Budget ε (whole run)", min_value=0.1, max_value=100.0, value=4.0, step=0.5, key=key(v, "epsilon"),
+        disabled=mechanism == "none", help="smaller = more private and noisier; the noise is derived from it",
+    )  # fmt: skip
+    if mechanism == "none":
+        return {}
+    if mechanism == "dp-sample" and not capabilities(model).supports_batch_steps:
+        bar.caption(f"Record-level DP trains batch by batch: choose logistic_torch or mlp (not {model}).")
+    return {"mechanism": mechanism, "epsilon": float(epsilon)}
+
+
+def privacy_caption(result: RunResult) -> str:
+    """One line under the results: the mechanism, the ε spent, and what it protects."""
+    p = result.privacy
+    if p.get("mechanism", "none") == "none":
+        return "Privacy: none (no differential privacy)."
+    eps = p.get("epsilon")
+    spent = "ε not accounted (adaptive clipping)" if eps is None else f"ε spent {eps:.2f}"
+    if p["mechanism"] == "dp-sample" and eps is not None:
+        spent += f" (largest over {result.institution_noun}s)"
+    return f"Privacy: {p['mechanism']}, {spent}, δ {p.get('delta'):g}; {p.get('protects', '')}."
 
 
 def file_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -420,6 +465,7 @@ def show_result(vertical: Vertical, result: RunResult, *, from_cache: bool = Fal
         f"{t.get('centralized_s', 0):.1f} s, local-only {t.get('local_only_s', 0):.1f} s, "
         f"total {t.get('total_s', 0):.1f} s."
     )
+    st.caption(privacy_caption(result))
 
 
 # -- own data tab -------------------------------------------------------------------------------

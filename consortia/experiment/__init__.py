@@ -18,8 +18,10 @@ from consortia.experiment.baselines import (
     predictor,
     train_centralized,
 )
+from consortia.experiment.privacy import privacy_notes, privacy_record
 from consortia.federation.engines import run_engine
 from consortia.federation.server import ServerHooks
+from consortia.privacy.dp import check_privacy
 from consortia.runs.results import RoundRecord, RunResult, rounds_aggregation
 from consortia.verticals import get_vertical
 
@@ -31,6 +33,7 @@ def run_experiment(
     baselines: bool = True,
 ) -> RunResult:
     """Train the federation and (optionally) both baselines; evaluate all on the same splits."""
+    check_privacy(config)  # one line before any data is read or any round runs
     if config.model == "xgboost" and config.xgb_mode == "histogram":  # no Flower strategy: own path
         from consortia.experiment.histogram import run_histogram_experiment
 
@@ -42,7 +45,7 @@ def run_experiment(
     timings["data_s"] = time.perf_counter() - started
 
     t0 = time.perf_counter()
-    outcome = run_engine(config, ServerHooks(on_round=on_round, report_scores=True))
+    outcome = run_engine(config, ServerHooks(on_round=on_round))
     timings["federated_s"] = time.perf_counter() - t0
 
     per_institution: dict[str, dict[str, dict[str, float]]] = {
@@ -78,9 +81,11 @@ def run_experiment(
             "pooled local_only is the mean over institutions of each local model on all test rows",
             "federated + fine-tuned pools each institution's own fine-tuned model on its own test rows",
             budget_note(budget),
+            *privacy_notes(config, outcome, vertical.institution_noun),
         ],
         budget=budget,
         round_metric_aggregation=rounds_aggregation(
             outcome.rounds, vertical.additive_metrics, vertical.pooled_only_metrics
         ),
+        privacy=privacy_record(config, outcome, vertical.institution_noun),
     )

@@ -39,6 +39,7 @@ from consortia.experiment.baselines import budget_note, compare_baselines, feder
 from consortia.learners.xgboost.binning import GlobalBinning, local_quantile_summary, merge_quantile_summaries
 from consortia.learners.xgboost.histogram import train_centralized, train_histogram_federated
 from consortia.learners.xgboost.learner import XGBoostLearner, booster_params, split_params, validation_split
+from consortia.privacy.disclosure import DEFAULT_MIN_CATEGORY_COUNT
 from consortia.runs.folder import RunFolder
 from consortia.runs.results import (
     RoundRecord,
@@ -268,7 +269,7 @@ def agree_bins(config: ExperimentConfig, vertical: Vertical, federation: Federat
     schema = federation.schema
     names = federation.names
     insts = [federation.institutions[n] for n in names]
-    summaries = [inst.summary(schema) for inst in insts]
+    summaries = [inst.summary(schema, min_count=DEFAULT_MIN_CATEGORY_COUNT) for inst in insts]  # as nodes send them
     preprocessor = merge_summaries(summaries, schema_from_summaries(vertical.schema, summaries))
     arrays = [inst.arrays(preprocessor, schema.target) for inst in insts]
 
@@ -290,6 +291,11 @@ def agree_bins(config: ExperimentConfig, vertical: Vertical, federation: Federat
     es = None
     if own["early_stopping_rounds"] and n_rounds > own["early_stopping_rounds"]:
         es = int(own["early_stopping_rounds"])
+        # Early stopping must see the pooled validation metric. Log loss is a sum over rows, so the
+        # federated all-reduce gives exactly the pooled value; XGBoost's federated AUC/AUPRC is not
+        # the pooled one (it stopped a federated run one round before the pooled run).
+        if params.get("eval_metric", "logloss") in ("auc", "aucpr"):
+            params["eval_metric"] = "logloss"
         params.setdefault("eval_metric", "logloss")
         parts, valid_parts = [], []
         for name, (x, y, _, _) in zip(names, arrays, strict=True):

@@ -8,9 +8,11 @@ Message types (what the server may ask, and what each handler answers):
 * ``evaluate``: the global model's metrics on this institution's test rows;
 * ``evaluate.finetune``: the final global model fine-tuned locally; both models' metrics.
 
-Per-row scores leave only when the request asks for ``report-scores`` (simulation's pooled
-metrics). Mods attach per handler (``mods={"train": [...]}``), never app-wide, so that a mod
-meant for model updates (clipping, masking) never touches an evaluate or summary reply.
+Per-row scores leave only when the request asks for ``report-scores`` AND the node's own
+disclosure policy (its node config, ``consortia.privacy.disclosure``) allows it; otherwise the
+evaluate replies carry per-class score histograms, from which the server pools metrics.
+Mods attach per handler (``mods={"train": [...]}``), never app-wide, so that a mod meant for
+model updates (clipping, masking) never touches an evaluate or summary reply.
 
 The app reads the experiment from ``context.run_config`` (what ``flwr run`` passes in a
 deployment); ``overrides`` bake a config in for engines that start the app from Python.
@@ -31,7 +33,19 @@ from flwr.clientapp.typing import Mod
 from consortia.config import ExperimentConfig
 from consortia.data.consortium import institution_arrays, node_institution
 from consortia.data.institutions import Federation, InstitutionData, institution_seed
-from consortia.learners import Learner, make_learner
+from consortia.errors import ConfigError
+from consortia.evaluation.pooled import ScoreHistogram
+from consortia.learners import Learner, make_learner, require
+from consortia.privacy.disclosure import DisclosurePolicy
+from consortia.privacy.dp import (
+    EPSILON_KEY,
+    EQUAL_WEIGHT_KEY,
+    client_clipping_mod,
+    dp_sgd_plan,
+    training_seed,
+    within_budget,
+)
+from consortia.privacy.dpsgd import fit_dp_sgd
 from consortia.verticals import Vertical, get_vertical
 from consortia.verticals.base import TrainScores
 
@@ -69,6 +83,7 @@ class Job:
     y_test: np.ndarray
     learner: Learner
     request: ConfigRecord
+    policy: DisclosurePolicy
 
     def train_scores(self) -> TrainScores | None:
         """The model's scores on its own training rows, for verticals that tune an operating point there."""
@@ -82,7 +97,8 @@ class Job:
 
     @property
     def report_scores(self) -> bool:
-        return bool(self.request.get("report-scores", False))
+        """Per-row scores leave only if the server asks AND this node's own policy allows it."""
+        return self.policy.allows_rows(bool(self.request.get("report-scores", False)))
 
 
 def prepare(message: Message, context: Context, overrides: Mapping[str, Any]) -> Job:
@@ -104,17 +120,19 @@ def prepare(message: Message, context: Context, overrides: Mapping[str, Any]) ->
         device=config.device,
     )
     learner.set_parameters(message.content.array_records["arrays"].to_numpy_ndarrays())
-    return Job(config, vertical, federation, institution, x_train, y_train, x_test, y_test, learner, request)
+    policy = DisclosurePolicy.from_node_config(context.node_config)
+    return Job(config, vertical, federation, institution, x_train, y_train, x_test, y_test, learner, request, policy)
 
 
 def answer_summary(message: Message, context: Context, overrides: Mapping[str, Any]) -> Message:
     config = run_config(context, overrides)
     vertical = get_vertical(config.vertical)
     federation, institution = node_institution(config, vertical, context.node_config)
+    policy = DisclosurePolicy.from_node_config(context.node_config)
     reply = ConfigRecord(
         {
             "institution": institution.name,
-            "summary": institution.summary(federation.schema).to_json(),
+            "summary": institution.summary(federation.schema, min_count=policy.min_category_count).to_json(),
             "n-train": len(institution.train),
             "n-test": len(institution.test),
         }
@@ -125,16 +143,44 @@ def answer_summary(message: Message, context: Context, overrides: Mapping[str, A
 def answer_train(message: Message, context: Context, overrides: Mapping[str, Any]) -> Message:
     job = prepare(message, context, overrides)
     server_round = int(job.request.get("server-round", 0))  # type: ignore[arg-type]
-    info = job.learner.fit(
-        job.x_train,
-        job.y_train,
-        epochs=job.config.local_epochs,
-        seed=institution_seed(job.config.seed, job.institution.name, server_round),
-        proximal_mu=float(job.request.get("proximal-mu", 0.0)),  # type: ignore[arg-type]
-    )
-    metrics = MetricRecord({"num-examples": len(job.y_train), **info})
+    seed = institution_seed(job.config.seed, job.institution.name, server_round)
+    if job.config.privacy.mechanism == "dp-sample":
+        info = train_dp_sgd(job, server_round, seed)
+    else:
+        info = job.learner.fit(
+            job.x_train,
+            job.y_train,
+            epochs=job.config.local_epochs,
+            seed=seed,
+            proximal_mu=float(job.request.get("proximal-mu", 0.0)),  # type: ignore[arg-type]
+        )
+    metrics = MetricRecord({"num-examples": len(job.y_train), **info, **equal_weight(job.config)})
     content = RecordDict({"arrays": ArrayRecord(job.learner.get_parameters()), "metrics": metrics})
     return Message(content, reply_to=message)
+
+
+def train_dp_sgd(job: Job, server_round: int, seed: int) -> dict[str, float]:
+    """Record-level DP: this round's local epochs as DP-SGD, with noise this institution planned
+    from its own row count; reports its ε after this round (``privacy.epsilon``)."""
+    require(job.learner, "supports_batch_steps", feature="record-level DP (DP-SGD)")
+    privacy = job.config.privacy
+    plan = dp_sgd_plan(job.config, n_rows=len(job.y_train), batch_size=int(job.learner.batch_size))  # type: ignore[attr-defined]
+    epsilon = plan.epsilon_after(server_round)
+    if not within_budget(privacy, epsilon):  # the server stops before this; refuse all the same
+        raise ConfigError(
+            f"{job.institution.name}: round {server_round} would spend epsilon {epsilon:.3f}, "
+            f"beyond the budget {privacy.epsilon:g}"
+        )
+    info = fit_dp_sgd(
+        job.learner, job.x_train, job.y_train, epochs=job.config.local_epochs,
+        seed=training_seed(privacy, seed), plan=plan,
+    )  # fmt: skip
+    return {**info, EPSILON_KEY: epsilon}
+
+
+def equal_weight(config: ExperimentConfig) -> dict[str, int]:
+    """Under client-level DP every institution weighs the same (Flower's accounted aggregation)."""
+    return {EQUAL_WEIGHT_KEY: 1} if config.privacy.mechanism == "dp-client" else {}
 
 
 def answer_evaluate(message: Message, context: Context, overrides: Mapping[str, Any]) -> Message:
@@ -142,7 +188,10 @@ def answer_evaluate(message: Message, context: Context, overrides: Mapping[str, 
     proba = job.learner.predict_proba(job.x_test)
     train = job.train_scores()
     metrics = job.evaluate(proba, train)
-    content = RecordDict({"metrics": MetricRecord({"num-examples": len(job.y_test), **metrics})})
+    content = RecordDict(
+        {"metrics": MetricRecord({"num-examples": len(job.y_test), **metrics, **equal_weight(job.config)})}
+    )
+    add_histograms(content, job, [proba], [train])
     if job.report_scores:
         content["scores"] = ArrayRecord([job.y_test.astype(np.float64), proba])
         add_metric_inputs(content, job, [train])
@@ -171,10 +220,29 @@ def answer_finetune(message: Message, context: Context, overrides: Mapping[str, 
             "identity": ConfigRecord({"institution": job.institution.name}),
         }
     )
+    add_histograms(content, job, [global_proba, tuned_proba], [global_train, tuned_train])
     if job.report_scores:
         content["scores"] = ArrayRecord([job.y_test.astype(np.float64), global_proba, tuned_proba])
         add_metric_inputs(content, job, [global_train, tuned_train])
     return Message(content, reply_to=message)
+
+
+def add_histograms(
+    content: RecordDict, job: Job, test_scores: Sequence[np.ndarray], train: Sequence[TrainScores | None]
+) -> None:
+    """Per-class score histograms of each model (``histogram.test.<i>``, and ``histogram.train.<i>``
+    for verticals that tune an operating point on training rows): no per-row data, and they add up."""
+    test = job.institution.test
+    columns = {c: test[c].to_numpy(dtype=np.float64) for c in job.vertical.metric_columns if c in test.columns}
+    for i, proba in enumerate(test_scores, start=1):
+        histogram = ScoreHistogram.from_scores(job.y_test, proba, columns)
+        content[f"histogram.test.{i}"] = ArrayRecord(array_dict={k: Array(v) for k, v in histogram.to_arrays().items()})
+    for i, scores in enumerate(train, start=1):
+        if job.vertical.tunes_on_train and scores is not None:
+            histogram = ScoreHistogram.from_scores(*scores)
+            content[f"histogram.train.{i}"] = ArrayRecord(
+                array_dict={k: Array(v) for k, v in histogram.to_arrays().items()}
+            )
 
 
 def add_metric_inputs(content: RecordDict, job: Job, train: Sequence[TrainScores | None]) -> None:
@@ -187,6 +255,18 @@ def add_metric_inputs(content: RecordDict, job: Job, train: Sequence[TrainScores
     scored = [t for t in train if t is not None]
     if job.vertical.tunes_on_train and len(scored) == len(train):
         content["train-scores"] = ArrayRecord([job.y_train.astype(np.float64), *(t[1] for t in scored)])
+
+
+def with_node_config(defaults: Mapping[str, Any]) -> Mod:
+    """A mod giving a simulated node these node-config entries (where the runtime makes the
+    node config itself, as Flower's Ray simulation does); the node's own entries win."""
+
+    def mod(message: Message, context: Context, call_next: Any) -> Message:
+        context.node_config = {**dict(defaults), **dict(context.node_config)}
+        result: Message = call_next(message, context)
+        return result
+
+    return mod
 
 
 def build_client_app(
@@ -208,7 +288,10 @@ def build_client_app(
     def summary(message: Message, context: Context) -> Message:
         return answer_summary(message, context, fixed)
 
-    @app.train(mods=per_handler.get("train"))
+    # clipping for client-level DP: on the train handler only, innermost (it sees the update as trained)
+    clipping = client_clipping_mod(lambda context: run_config(context, fixed).privacy)
+
+    @app.train(mods=[*per_handler.get("train", []), clipping])
     def train(message: Message, context: Context) -> Message:
         return answer_train(message, context, fixed)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
-from flwr.app import Message
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
 from consortia.errors import FederationError
@@ -58,3 +59,47 @@ class MinimumNodesGrid(Grid):
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         return self.inner.send_and_receive(messages, timeout=timeout)
+
+
+class RecordingGrid(MinimumNodesGrid):
+    """A Grid wrapper that writes down what every reply carried: the run's disclosure log.
+
+    Per node and message type: how many replies, which records with which fields (array names
+    and shapes, metric and config keys) and how many bytes of payload, so the run folder can say,
+    per institution, exactly what left it. Values are never recorded.
+    """
+
+    def __init__(self, grid: Grid) -> None:
+        super().__init__(grid, minimum=0, timeout_s=0.0)
+        self.log: dict[int, dict[str, dict[str, Any]]] = {}
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        sent = list(messages)
+        kinds = {m.metadata.dst_node_id: m.metadata.message_type for m in sent}
+        replies = list(self.inner.send_and_receive(sent, timeout=timeout))
+        for reply in replies:
+            if not reply.has_error():
+                node = reply.metadata.src_node_id
+                self._note(node, kinds.get(node, reply.metadata.message_type), reply.content)
+        return replies
+
+    def _note(self, node: int, message_type: str, content: RecordDict) -> None:
+        entry = self.log.setdefault(node, {}).setdefault(message_type, {"replies": 0, "bytes": 0, "records": {}})
+        entry["replies"] += 1
+        for name, record in content.items():
+            fields, size = describe_record(record)
+            entry["records"][name] = fields
+            entry["bytes"] += size
+
+
+def describe_record(record: Any) -> tuple[dict[str, Any], int]:
+    """A record's kind and fields (array shapes, metric and config keys) and its payload bytes."""
+    if isinstance(record, ArrayRecord):
+        shapes = {key: list(array.shape) for key, array in record.items()}
+        return {"kind": "arrays", "fields": shapes}, sum(len(array.data) for array in record.values())
+    if isinstance(record, MetricRecord):
+        return {"kind": "metrics", "fields": sorted(record)}, 8 * len(record)
+    if isinstance(record, ConfigRecord):
+        size = sum(len(v) if isinstance(v, str | bytes) else 8 for v in record.values())
+        return {"kind": "config", "fields": sorted(record)}, size
+    return {"kind": type(record).__name__, "fields": []}, 0

@@ -27,17 +27,21 @@ import numpy as np
 import pandas as pd
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.exception import PrivacyBudgetExhausted
 from flwr.serverapp.strategy import Result, Strategy
 
 from consortia.config import ExperimentConfig
 from consortia.data.loaders import schema_from_summaries
 from consortia.data.preprocessing import FeatureSummary, Preprocessor, merge_summaries
 from consortia.errors import ConfigError, FederationError
+from consortia.evaluation.pooled import ScoreHistogram, merge_histograms
 from consortia.federation.client import FINETUNE, SUMMARY, run_config
-from consortia.federation.grids import MinimumNodesGrid
+from consortia.federation.grids import MinimumNodesGrid, RecordingGrid
+from consortia.federation.private_rounds import RoundsPrivacy, stopped_note
 from consortia.federation.strategies import build_strategy
 from consortia.federation.strategies.managed import ManagedStrategy
 from consortia.learners import make_learner
+from consortia.privacy.dp import EPSILON_KEY, EQUAL_WEIGHT_KEY, check_privacy
 from consortia.runs.folder import Checkpoint, RunFolder
 from consortia.runs.results import (
     WEIGHT_KEY,
@@ -58,7 +62,10 @@ class ServerHooks:
 
     on_round: RoundCallback | None = None
     on_outcome: Callable[[FederatedOutcome], None] | None = None
-    report_scores: bool = True  # simulation only: lets the server compute pooled metrics
+    #: simulation only, for the exact pooled-metrics check: ask for per-row scores, and let the engine's
+    #: simulated nodes allow it (their node config's ``disclose-rows``); otherwise pooled metrics come
+    #: from score histograms, as in a deployment
+    report_scores: bool = False
     node_timeout_s: float = 120.0
 
 
@@ -78,6 +85,7 @@ class Rounds:
 
     arrays: ArrayRecord
     history: list[RoundRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. the privacy budget ended the rounds early
 
 
 def build_server_app(overrides: Mapping[str, Any] | None = None, hooks: ServerHooks | None = None) -> ServerApp:
@@ -104,9 +112,13 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
     check_servable(config)
     vertical = get_vertical(config.vertical)
     started = time.perf_counter()
+    grid = recording = RecordingGrid(grid)  # what every institution's replies carried
     consortium = agree_preprocessing(grid, config, vertical, hooks)
     rounds = train_rounds(grid, config, vertical, consortium, hooks)
     per_institution, pooled = finetune_and_evaluate(grid, config, vertical, consortium, rounds, hooks)
+    if config.run_dir:
+        log = {consortium.names.get(node, f"node-{node}"): kinds for node, kinds in recording.log.items()}
+        RunFolder(config.run_dir).write_disclosure(dict(sorted(log.items())))
     return FederatedOutcome(
         rounds=rounds.history,
         per_institution=per_institution,
@@ -115,11 +127,13 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
         preprocessor=consortium.preprocessor,
         institution_sizes=consortium.sizes,
         seconds=time.perf_counter() - started,
+        notes=rounds.notes,
     )
 
 
 def check_servable(config: ExperimentConfig) -> None:
     """Refuse, before any node is asked anything, what this ServerApp cannot run as configured."""
+    check_privacy(config)
     if config.model == "xgboost" and config.xgb_mode == "histogram":
         # there is no Flower strategy for it: the rounds would average booster bytes (FedAvg)
         raise ConfigError(
@@ -130,7 +144,11 @@ def check_servable(config: ExperimentConfig) -> None:
     strategy_for(config)  # a bad strategy option fails now, not after the summaries
 
 
-def strategy_for(config: ExperimentConfig, evaluate_metrics_aggr_fn: Callable | None = None) -> Strategy:
+def strategy_for(
+    config: ExperimentConfig,
+    evaluate_metrics_aggr_fn: Callable | None = None,
+    train_metrics_aggr_fn: Callable | None = None,
+) -> Strategy:
     """The run's Flower strategy, with the node counts of the federation."""
     return build_strategy(
         config.strategy,
@@ -139,6 +157,7 @@ def strategy_for(config: ExperimentConfig, evaluate_metrics_aggr_fn: Callable | 
         fraction_train=config.fraction_train,
         min_available=config.min_institutions,
         evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn,
+        train_metrics_aggr_fn=train_metrics_aggr_fn,
     )
 
 
@@ -171,13 +190,20 @@ def train_rounds(
     checkpoint = _resume_point(folder, config, preprocessor)
     done = checkpoint.round if checkpoint is not None else 0
     log = RoundLog(vertical, hooks, [RoundRecord(**r) for r in checkpoint.rounds] if checkpoint else [])
+    train_sizes = {name: size["train"] for name, size in consortium.sizes.items()}
+    privacy = RoundsPrivacy.plan(config, vertical, train_sizes, preprocessor.n_features)
+    inner = strategy_for(config, log.aggregate_evaluate, privacy.aggregate_train if privacy.enabled else None)
     strategy = ManagedStrategy(
-        strategy_for(config, log.aggregate_evaluate), seed=config.seed, round_offset=done, institutions=consortium.names
-    )
+        privacy.wrap(inner), seed=config.seed, round_offset=done, institutions=consortium.names
+    )  # fmt: skip
+    log.epsilon_of = privacy.epsilon if privacy.enabled else None
     if checkpoint is not None:  # FedAdam's moments, FedAvgM's momentum
         strategy.load_state_dict(checkpoint.strategy_state)
 
+    last = {"arrays": ArrayRecord()}  # the newest global model: what a run stopped by its budget keeps
+
     def save_checkpoint(server_round: int, arrays: ArrayRecord) -> None:
+        last["arrays"] = arrays
         if folder is not None and server_round > 0:
             folder.save_checkpoint(
                 done + server_round, arrays.to_numpy_ndarrays(), preprocessor,
@@ -190,22 +216,28 @@ def train_rounds(
     if done >= config.rounds:
         return Rounds(initial, log.history)
     shared = shared_config(consortium, hooks)
+    num_rounds = min(config.rounds, privacy.rounds_allowed) - done  # record level: what every budget allows
+    if num_rounds <= 0:
+        return Rounds(initial, log.history, privacy.notes)
     log.start()
-    result: Result = strategy.start(
-        grid=MinimumNodesGrid(grid, config.min_institutions or config.institutions, hooks.node_timeout_s),
-        initial_arrays=initial,
-        num_rounds=config.rounds - done,
-        timeout=hooks.node_timeout_s * 10,
-        train_config=ConfigRecord(dict(shared)),
-        evaluate_config=ConfigRecord(dict(shared)),
-        evaluate_fn=save_checkpoint if folder is not None else None,
-    )
-    if len(result.train_metrics_clientapp) < config.rounds - done:
-        missing = sorted(set(range(1, config.rounds - done + 1)) - set(result.train_metrics_clientapp))
+    try:
+        result: Result = strategy.start(
+            grid=MinimumNodesGrid(grid, config.min_institutions or config.institutions, hooks.node_timeout_s),
+            initial_arrays=initial,
+            num_rounds=num_rounds,
+            timeout=hooks.node_timeout_s * 10,
+            train_config=ConfigRecord(dict(shared)),
+            evaluate_config=ConfigRecord(dict(shared)),
+            evaluate_fn=save_checkpoint,
+        )
+    except PrivacyBudgetExhausted:  # raised before the round that would exceed ε is sent
+        return Rounds(last["arrays"], log.history, [*privacy.notes, stopped_note(config, len(log.history))])
+    if len(result.train_metrics_clientapp) < num_rounds:
+        missing = sorted(set(range(1, num_rounds + 1)) - set(result.train_metrics_clientapp))
         raise FederationError(
             f"no institution returned a model in round(s) {[done + r for r in missing][:5]}; see the node logs"
         )
-    return Rounds(result.arrays, log.history)
+    return Rounds(result.arrays, log.history, privacy.notes)
 
 
 class RoundLog:
@@ -216,13 +248,20 @@ class RoundLog:
         self.hooks = hooks
         self.history = history
         self._started = time.perf_counter()
+        #: ε spent so far (DP runs): recorded as ``privacy.epsilon`` in each round's metrics
+        self.epsilon_of: Callable[[], float | None] | None = None
 
     def start(self) -> None:
         self._started = time.perf_counter()
 
     def aggregate_evaluate(self, records: list[RecordDict], weight_key: str) -> MetricRecord:
-        """Flower's ``evaluate_metrics_aggr_fn``: sums, weighted means and pooled metrics."""
-        metrics = round_metrics(records, self.vertical, weight_key)
+        """Flower's ``evaluate_metrics_aggr_fn``: sums, weighted means and pooled metrics.
+
+        Means weigh by test rows (``WEIGHT_KEY``) even when Flower weighs equally (client DP)."""
+        metrics = round_metrics(records, self.vertical)
+        epsilon = self.epsilon_of() if self.epsilon_of is not None else None
+        if epsilon is not None:
+            metrics[EPSILON_KEY] = epsilon
         now = time.perf_counter()
         record = RoundRecord(len(self.history) + 1, metrics, now - self._started)
         self._started = now
@@ -234,7 +273,10 @@ class RoundLog:
 
 def round_metrics(records: list[RecordDict], vertical: Vertical, weight_key: str = WEIGHT_KEY) -> dict[str, float]:
     """One round's metrics from the institutions' replies (in institution order), plus ``pooled.*``."""
-    per_institution = [{k: float(v) for k, v in next(iter(r.metric_records.values())).items()} for r in records]  # type: ignore[arg-type]
+    per_institution = [
+        {k: float(v) for k, v in next(iter(r.metric_records.values())).items() if k != EQUAL_WEIGHT_KEY}  # type: ignore[arg-type]
+        for r in records
+    ]
     rules = metric_aggregation(
         {k for m in per_institution for k in m}, vertical.additive_metrics, vertical.pooled_only_metrics
     )
@@ -304,10 +346,11 @@ def finetune_and_evaluate(
 def pooled_metrics(
     records: list[RecordDict], vertical: Vertical, columns: tuple[int, ...]
 ) -> dict[int, dict[str, float]]:
-    """Metrics on the union of the test splits, from scores the nodes reported (simulation)."""
+    """Metrics on the union of the test splits: exact from per-row scores where every node
+    disclosed them (the simulation check), else from the nodes' score histograms."""
     scored = [r.array_records["scores"].to_numpy_ndarrays() for r in records if "scores" in r]
     if not scored or len(scored) != len(records):
-        return {}
+        return histogram_pooled_metrics(records, vertical, columns)
     y = np.concatenate([s[0] for s in scored]).astype(int)
     frame = None
     if all("metric-columns" in r for r in records):
@@ -325,6 +368,31 @@ def pooled_metrics(
     pooled = {}
     for c in columns:
         metrics = vertical.evaluate(y, np.concatenate([s[c] for s in scored]), frame=frame, train=train(c))
+        pooled[c] = {k: float(v) for k, v in metrics.items()}
+    return pooled
+
+
+def histogram_pooled_metrics(
+    records: list[RecordDict], vertical: Vertical, columns: tuple[int, ...]
+) -> dict[int, dict[str, float]]:
+    """Pooled metrics from per-class score histograms: no node sent a single row."""
+
+    def merged(kind: str, c: int) -> ScoreHistogram | None:
+        key = f"histogram.{kind}.{c}"
+        if not records or not all(key in r.array_records for r in records):
+            return None
+        parts = [ScoreHistogram.from_arrays({k: v.numpy() for k, v in r.array_records[key].items()}) for r in records]
+        return merge_histograms(parts)
+
+    pooled = {}
+    for c in columns:
+        test = merged("test", c)
+        if test is None:
+            continue
+        y, p, frame = test.pseudo_rows()
+        trained = merged("train", c) if vertical.tunes_on_train else None
+        train = trained.pseudo_rows()[:2] if trained is not None else None
+        metrics = vertical.evaluate(y, p, frame=frame, train=train)
         pooled[c] = {k: float(v) for k, v in metrics.items()}
     return pooled
 

@@ -22,8 +22,11 @@ import math
 import warnings
 from collections.abc import Callable
 
-#: the default δ when the user gives none: a common choice below 1 / (rows of an institution)
-DEFAULT_DELTA = 1e-5
+from consortia.config.privacy import DEFAULT_DELTA  # the config's default δ (re-exported)
+
+__all__ = [
+    "DEFAULT_DELTA", "client_level_epsilon", "client_level_noise", "record_level_epsilon", "record_level_noise",
+]  # fmt: skip
 _Z_MIN, _Z_MAX = 1e-3, 1e4
 
 

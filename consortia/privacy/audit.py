@@ -47,7 +47,7 @@ LOW_FPR = 0.01
 FINETUNE_SALT = 10**6
 #: seed salts of the audit's own random draws, distinct from every round number and FINETUNE_SALT
 SUBSAMPLE_SALT, KEEP_SALT, SHADOW_SALT = 7_000_001, 7_000_002, 7_100_000
-#: config keys that would describe a privacy mechanism (none exists yet; read defensively)
+#: config keys that describe a privacy mechanism (``privacy``; others read defensively)
 PRIVACY_WORDS = ("privacy", "dp", "secagg", "secure", "encrypt", "clip", "noise")
 
 
@@ -92,6 +92,8 @@ def privacy_mechanism(config_values: Mapping[str, Any]) -> str:
             continue
         if isinstance(value, Mapping):
             named = next((value[k] for k in ("mechanism", "kind", "name", "type") if value.get(k)), None)
+            if named == "none":  # e.g. the config's ``privacy`` settings with no mechanism on
+                continue
             found.append(f"{key}: {named}" if named else f"{key}: {dict(value)}")
         else:
             found.append(f"{key}: {value}")

@@ -48,15 +48,22 @@ def plan_dp_sgd(
     batch_size: int,
     local_epochs: int,
     rounds: int,
-    epsilon: float,
+    epsilon: float | None,
     delta: float,
     max_grad_norm: float,
+    noise_multiplier: float | None = None,
 ) -> DpSgdPlan:
-    """The noise that keeps this institution's ε after ``rounds`` rounds at most ``epsilon``."""
+    """The noise that keeps this institution's ε after ``rounds`` rounds at most ``epsilon``
+    (or ``noise_multiplier`` as given: then ``epsilon_after`` says what it spends)."""
     batch = max(1, min(batch_size, n_rows))
     sample_rate = batch / n_rows
     steps_per_round = local_epochs * math.ceil(1 / sample_rate)
-    noise = _noise(epsilon, delta, sample_rate, rounds * steps_per_round)
+    if noise_multiplier is not None:
+        noise = float(noise_multiplier)
+    elif epsilon is None:
+        raise ValueError("DP-SGD needs epsilon or a noise multiplier")
+    else:
+        noise = _noise(epsilon, delta, sample_rate, rounds * steps_per_round)
     return DpSgdPlan(noise, max_grad_norm, batch, sample_rate, steps_per_round, delta)
 
 

@@ -37,6 +37,8 @@ RESULT = "result.json"
 CARD_MD = "model_card.md"
 CARD_JSON = "model_card.json"
 OUTCOME = "outcome.json"
+#: what left each institution: message types, record fields, bytes (never values)
+DISCLOSURE = "disclosure.json"
 
 
 @dataclass
@@ -104,6 +106,21 @@ class RunFolder:
 
         file = self.path / OUTCOME
         return FederatedOutcome.from_json(file.read_text()) if file.is_file() else None
+
+    def write_disclosure(self, log: dict[str, Any]) -> None:
+        """Per institution and message type: replies, record fields and bytes that left it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path / DISCLOSURE, json.dumps(log, indent=2) + "\n")
+
+    def read_disclosure(self) -> dict[str, Any] | None:
+        file = self.path / DISCLOSURE
+        if not file.is_file():
+            return None
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(

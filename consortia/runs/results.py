@@ -3,7 +3,12 @@
 The JSON's top-level ``summary`` is a stable contract::
 
     {"metric": "auroc", "pooled": {"local_only_mean": .., "federated": ..,
-                                   "federated_finetuned": .., "centralized": ..}}
+                                   "federated_finetuned": .., "centralized": ..},
+     "privacy": {"mechanism": "none" | "dp-client" | "dp-sample", "epsilon": float | None,
+                 "delta": float | None, "aggregation": "plain"}}
+
+``privacy.epsilon`` is what the run spent: the accountant's (client level) or the largest over
+institutions (record level); None without DP or with adaptive clipping (not accounted).
 """
 
 from __future__ import annotations
@@ -36,6 +41,15 @@ COUNT_METRICS = ("num-examples",)
 WEIGHT_KEY = "num-examples"
 
 
+#: the keys of ``RunResult.summary["privacy"]`` (a stable contract, as ``summary`` is)
+SUMMARY_PRIVACY_KEYS = ("mechanism", "epsilon", "delta", "aggregation")
+
+
+def no_privacy() -> dict[str, Any]:
+    """``RunResult.privacy`` of a run without differential privacy (plain, visible updates)."""
+    return {"mechanism": "none", "epsilon": None, "delta": None, "aggregation": "plain"}
+
+
 def metric_aggregation(
     names: Iterable[str], additive: Iterable[str] = (), pooled_only: Iterable[str] = ()
 ) -> dict[str, Aggregation]:
@@ -44,7 +58,7 @@ def metric_aggregation(
     add, pooled = set(additive) | set(COUNT_METRICS), set(pooled_only)
     rules: dict[str, Aggregation] = {}
     for name in names:
-        if name.startswith("pooled."):  # already computed on the union of the test rows
+        if name.startswith(("pooled.", "privacy.")):  # computed by the server (pooled rows, privacy accounting)
             continue
         rules[name] = "sum" if name in add else "pooled_only" if name in pooled else "weighted_mean"
     return rules
@@ -102,6 +116,7 @@ class FederatedOutcome:
     preprocessor: Preprocessor
     institution_sizes: dict[str, dict[str, int]]
     seconds: float
+    notes: list[str] = field(default_factory=list)  # what the server wants the reader to know (DP budget)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -142,6 +157,9 @@ class RunResult:
     budget: dict[str, dict[str, float]] = field(default_factory=dict)
     #: round metric -> "weighted_mean" | "sum" | "pooled_only" (only as ``pooled.<name>``)
     round_metric_aggregation: dict[str, str] = field(default_factory=dict)
+    #: the privacy mechanism and what it spent (``no_privacy()`` without one); ε per round is
+    #: also each round's ``privacy.epsilon`` metric
+    privacy: dict[str, Any] = field(default_factory=no_privacy)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -154,6 +172,7 @@ class RunResult:
                 "federated_finetuned": self.pooled["federated_finetuned"].get(m),
                 "centralized": self.pooled["centralized"].get(m),
             },
+            "privacy": {k: self.privacy.get(k) for k in SUMMARY_PRIVACY_KEYS},
         }
 
     def to_dict(self) -> dict[str, Any]:

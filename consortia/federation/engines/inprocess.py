@@ -24,6 +24,7 @@ from consortia.config import ExperimentConfig
 from consortia.federation.client import build_client_app
 from consortia.federation.engines.collect import collecting
 from consortia.federation.server import ServerHooks, build_server_app
+from consortia.privacy.disclosure import DISCLOSE_ROWS
 from consortia.runs.results import FederatedOutcome
 
 FIRST_NODE_ID = 1001
@@ -111,7 +112,11 @@ def run(
     server_hooks, outcome = collecting(hooks)
     run_config = config.to_run_config()
     server_app = build_server_app(hooks=server_hooks)
-    node_configs = [{"partition-id": i, "num-partitions": config.institutions} for i in range(config.institutions)]
+    # the simulated nodes' own policy: per-row scores only for the exact pooled-metrics check
+    disclose = {DISCLOSE_ROWS: bool(server_hooks.report_scores)}
+    node_configs = [
+        {"partition-id": i, "num-partitions": config.institutions, **disclose} for i in range(config.institutions)
+    ]
     grid = InProcessGrid(client_app or build_client_app(), node_configs, run_config, node_ids=node_ids)
     start_server_task(grid)
     server_context = Context(

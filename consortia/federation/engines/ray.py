@@ -13,9 +13,10 @@ from typing import Any
 
 from consortia.config import ExperimentConfig
 from consortia.errors import FederationError
-from consortia.federation.client import build_client_app
+from consortia.federation.client import HANDLERS, build_client_app, with_node_config
 from consortia.federation.engines.collect import collecting
 from consortia.federation.server import ServerHooks, build_server_app, check_servable
+from consortia.privacy.disclosure import DISCLOSE_ROWS
 from consortia.runs.results import FederatedOutcome
 
 
@@ -26,7 +27,9 @@ def run(config: ExperimentConfig, hooks: ServerHooks | None = None) -> Federated
     server_hooks, outcome = collecting(hooks)
     overrides = config.to_run_config()
     server_app = build_server_app(overrides, server_hooks)
-    client_app = build_client_app(overrides)
+    # Flower's Ray runtime makes the node configs; the simulated nodes' policy joins them by a mod
+    node_policy = {DISCLOSE_ROWS: bool(server_hooks.report_scores)}
+    client_app = build_client_app(overrides, mods={h: [with_node_config(node_policy)] for h in HANDLERS})
     cpus = max(1, os.cpu_count() or 1)
     backend_config: dict[str, dict[str, Any]] = {
         # Ray hides the GPU from actors that ask for none: share it when a GPU run is asked for.

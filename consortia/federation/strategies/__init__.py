@@ -47,6 +47,7 @@ def build_strategy(
     fraction_train: float = 1.0,
     min_available: int | None = None,
     evaluate_metrics_aggr_fn: Callable | None = None,
+    train_metrics_aggr_fn: Callable | None = None,
 ) -> fl.Strategy:
     """Instantiate the Flower strategy ``name`` for a federation of ``num_institutions``."""
     cls = STRATEGIES.get(name)
@@ -72,6 +73,8 @@ def build_strategy(
         "min_evaluate_nodes": available,
         "evaluate_metrics_aggr_fn": evaluate_metrics_aggr_fn,
     }
+    if train_metrics_aggr_fn is not None:  # else Flower's default (its weighted mean)
+        managed["train_metrics_aggr_fn"] = train_metrics_aggr_fn
     kwargs = {k: v for k, v in managed.items() if k in accepted}
     try:
         return cls(**kwargs, **options)

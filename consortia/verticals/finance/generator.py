@@ -147,13 +147,14 @@ def _bank(name: str, n: int, bank: pd.Series, rng: np.random.Generator) -> pd.Da
     kind = np.full(n, -1)
     kind[idx] = typology
 
-    cols = dict(
-        day=day.astype(float), hour=hour.astype(float), minute=minute, channel=channel, category=category,
-        amount=amount, card_present=card_present.astype(float), cross_border=cross_border.astype(float),
-        distance=distance, account_age=account_age, count_1h=count_1h.astype(float),
-        count_24h=count_24h.astype(float), new_device=new_device.astype(float),
-        new_merchant=new_merchant.astype(float),
-    )  # fmt: skip
+    cols = {
+        "day": day.astype(float), "hour": hour.astype(float), "minute": minute, "channel": channel,
+        "category": category,
+        "amount": amount, "card_present": card_present.astype(float), "cross_border": cross_border.astype(float),
+        "distance": distance, "account_age": account_age, "count_1h": count_1h.astype(float),
+        "count_24h": count_24h.astype(float), "new_device": new_device.astype(float),
+        "new_merchant": new_merchant.astype(float),
+    }  # fmt: skip
     for code, scheme in enumerate(TYPOLOGIES):
         rows = np.flatnonzero(kind == code)
         if rows.size:
@@ -187,7 +188,7 @@ def _bank(name: str, n: int, bank: pd.Series, rng: np.random.Generator) -> pd.Da
             "new_device": cols["new_device"],
             "new_merchant": cols["new_merchant"],
             SCHEMA.target: fraud.astype(int),
-            TYPOLOGY_COLUMN: np.asarray(("legit",) + TYPOLOGIES, dtype=object)[kind + 1],
+            TYPOLOGY_COLUMN: np.asarray(("legit", *TYPOLOGIES), dtype=object)[kind + 1],
         }
     )
     return frame.iloc[order].reset_index(drop=True)

@@ -140,7 +140,7 @@ def _factory(name: str, n: int, f: pd.Series, rng: np.random.Generator) -> pd.Da
             "machine_type": np.asarray(MACHINE_TYPES, dtype=object)[machine],
             "supplier": np.asarray(SUPPLIERS, dtype=object)[supplier],
             SCHEMA.target: defect.astype(int),
-            FAILURE_COLUMN: np.asarray(("none",) + FAILURE_MODES, dtype=object)[mode],
+            FAILURE_COLUMN: np.asarray(("none", *FAILURE_MODES), dtype=object)[mode],
         }
     )
     return frame
