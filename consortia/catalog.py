@@ -48,5 +48,6 @@ STRATEGIES.register_lazy("fedxgb_cyclic", "consortia.learners.xgboost.cyclic:Fed
 ENGINES: Registry[Any] = Registry("engine")
 ENGINES.register_lazy("inprocess", "consortia.federation.engines.inprocess:run")
 ENGINES.register_lazy("ray", "consortia.federation.engines.ray:run")
+ENGINES.register_lazy("deployment", "consortia.federation.engines.deployment:run")
 
 __all__ = ["ENGINES", "LEARNERS", "STRATEGIES", "VERTICALS"]

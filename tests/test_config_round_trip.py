@@ -23,3 +23,14 @@ def test_nodes_train_the_model_the_config_names() -> None:
     )
     outcome = run_engine(config)
     assert [a.shape for a in outcome.final_parameters] == [(1, outcome.preprocessor.n_features), (1,)]
+
+
+def test_every_engine_is_registered_by_name_and_the_deployment_one_needs_files() -> None:
+    import pytest
+
+    from consortia.catalog import ENGINES
+    from consortia.errors import ConfigError
+
+    assert {"inprocess", "ray", "deployment"} <= set(ENGINES.names())
+    with pytest.raises(ConfigError, match="one SuperNode per institution file"):
+        ENGINES.get("deployment")(ExperimentConfig.build(engine="deployment"), None)

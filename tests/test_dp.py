@@ -135,7 +135,9 @@ def test_clipping_applies_to_train_replies_only() -> None:
         norm = math.sqrt(sum(float(((g - s) ** 2).sum()) for g, s in zip(got, sent, strict=True)))
         assert norm <= 0.05 * (1 + 1e-5)
         assert reply.content["metrics"]["equal-weight"] == 1
-    assert seen["evaluate"] and all(not reply.has_error() and "metrics" in reply.content for *_, reply in seen["evaluate"])
+    assert seen["evaluate"] and all(
+        not reply.has_error() and "metrics" in reply.content for *_, reply in seen["evaluate"]
+    )
 
     message, context, _ = seen["train"][0]
     content = RecordDict({"arrays": message.content["arrays"], "config": message.content["config"].copy()})

@@ -1,9 +1,10 @@
-"""A Grid wrapper that turns "waiting forever for nodes" into a clear error.
+"""Grid wrappers: each hands every call to the wrapped Grid and changes one thing.
 
-Flower's strategies wait, without a deadline, until ``min_available_nodes`` nodes are connected
-before they sample a round. When SuperNodes die and fewer than the minimum remain, the run
-would hang; this wrapper raises ``FederationError`` once the count has stayed below the
-minimum for ``timeout_s`` seconds. Above the minimum it changes nothing.
+* ``MinimumNodesGrid``: Flower's strategies wait, without a deadline, until
+  ``min_available_nodes`` nodes are connected. When SuperNodes die and fewer than the minimum
+  remain, the run would hang; this raises ``FederationError`` once the count has stayed below the
+  minimum for ``timeout_s`` seconds. Above the minimum it changes nothing.
+* ``RecordingGrid``: writes down what every reply carried (the run's disclosure log).
 """
 
 from __future__ import annotations
@@ -18,29 +19,15 @@ from flwr.serverapp import Grid
 from consortia.errors import FederationError
 
 
-class MinimumNodesGrid(Grid):
-    def __init__(self, grid: Grid, minimum: int, timeout_s: float) -> None:
+class DelegatingGrid(Grid):
+    """A Grid that hands every call to ``inner``: subclasses override only what they change."""
+
+    def __init__(self, grid: Grid) -> None:
         self.inner = grid
-        self.minimum = minimum
-        self.timeout_s = timeout_s
-        self._below_since: float | None = None
 
     def get_node_ids(self) -> Iterable[int]:
-        node_ids = list(self.inner.get_node_ids())
-        if len(node_ids) >= self.minimum:
-            self._below_since = None
-        else:
-            now = time.monotonic()
-            self._below_since = self._below_since or now
-            if now - self._below_since > self.timeout_s:
-                raise FederationError(
-                    f"only {len(node_ids)} institution(s) still connected, below the minimum of "
-                    f"{self.minimum}; waited {self.timeout_s:.0f} s for others to come back "
-                    "(lower min_institutions to go on with fewer)"
-                )
-        return node_ids
+        return self.inner.get_node_ids()
 
-    # -- everything else is the wrapped grid's ---------------------------------------------------
     def set_run(self, run) -> None:
         self.inner.set_run(run)
 
@@ -61,7 +48,30 @@ class MinimumNodesGrid(Grid):
         return self.inner.send_and_receive(messages, timeout=timeout)
 
 
-class RecordingGrid(MinimumNodesGrid):
+class MinimumNodesGrid(DelegatingGrid):
+    def __init__(self, grid: Grid, minimum: int, timeout_s: float) -> None:
+        super().__init__(grid)
+        self.minimum = minimum
+        self.timeout_s = timeout_s
+        self._below_since: float | None = None
+
+    def get_node_ids(self) -> Iterable[int]:
+        node_ids = list(self.inner.get_node_ids())
+        if len(node_ids) >= self.minimum:
+            self._below_since = None
+        else:
+            now = time.monotonic()
+            self._below_since = self._below_since or now
+            if now - self._below_since > self.timeout_s:
+                raise FederationError(
+                    f"only {len(node_ids)} institution(s) still connected, below the minimum of "
+                    f"{self.minimum}; waited {self.timeout_s:.0f} s for others to come back "
+                    "(lower min_institutions to go on with fewer)"
+                )
+        return node_ids
+
+
+class RecordingGrid(DelegatingGrid):
     """A Grid wrapper that writes down what every reply carried: the run's disclosure log.
 
     Per node and message type: how many replies, which records with which fields (array names
@@ -70,7 +80,7 @@ class RecordingGrid(MinimumNodesGrid):
     """
 
     def __init__(self, grid: Grid) -> None:
-        super().__init__(grid, minimum=0, timeout_s=0.0)
+        super().__init__(grid)
         self.log: dict[int, dict[str, dict[str, Any]]] = {}
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:

@@ -31,6 +31,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from consortia.federation.grids import DelegatingGrid
+
 #: server-side strategy state (FedOpt moments, FedAvgM momentum) that a resume must restore
 STATE_ATTRIBUTES = ("m_t", "v_t", "momentum_vector")
 
@@ -54,35 +56,15 @@ def institution_order(institutions: Mapping[int, str]) -> NodeOrder:
     return key
 
 
-class InstitutionOrderedGrid(Grid):
+class InstitutionOrderedGrid(DelegatingGrid):
     """A view of ``grid`` whose ``get_node_ids`` lists the nodes in institution order."""
 
     def __init__(self, grid: Grid, order: NodeOrder) -> None:
-        self.inner = grid
+        super().__init__(grid)
         self.order = order
 
     def get_node_ids(self) -> Iterable[int]:
         return sorted(self.inner.get_node_ids(), key=self.order)
-
-    # -- everything else is the wrapped grid's ---------------------------------------------------
-    def set_run(self, run) -> None:
-        self.inner.set_run(run)
-
-    @property
-    def run(self):
-        return self.inner.run
-
-    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None) -> Message:
-        return self.inner.create_message(content, message_type, dst_node_id, group_id, ttl)
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self.inner.push_messages(messages)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self.inner.pull_messages(message_ids)
-
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        return self.inner.send_and_receive(messages, timeout=timeout)
 
 
 class ManagedStrategy(Strategy):

@@ -19,9 +19,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from consortia.config import ExperimentConfig
-from consortia.errors import FederationError
+from consortia.errors import ConfigError, FederationError
 from consortia.federation.engines.deployment import commands as cmd
 from consortia.federation.engines.deployment.certs import generate_node_key, generate_tls
 from consortia.runs.folder import RunFolder
@@ -237,3 +238,30 @@ def _process_groups(leaders: list[int]) -> list[int]:
 def _killpg(group: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):  # gone already, or not ours any more
         os.killpg(group, sig)
+
+
+def run(config: ExperimentConfig, hooks: Any = None) -> FederatedOutcome:
+    """The deployment engine: the run on a real Flower federation on this machine (SuperLink and
+    one SuperNode per institution file, TLS and node authentication on), torn down afterwards.
+
+    The same ClientApp and ServerApp as every engine, through Flower's deployment runtime; each
+    SuperNode reads only its own file. Rounds are reported when the run ends (the ServerApp is a
+    separate process), and ``hooks`` other than ``on_outcome`` do not reach it.
+    """
+    import tempfile
+
+    if not config.data.files:
+        raise ConfigError(
+            "the deployment engine starts one SuperNode per institution file: give --data, --data-dir or --example"
+        )
+    with tempfile.TemporaryDirectory(prefix="consortia-deploy-") as workdir:
+        run_dir = config.run_dir or str(Path(workdir) / "run")
+        deployed = config.model_copy(update={"run_dir": run_dir, "engine": "inprocess"})
+        with LocalFederation([Path(f) for f in config.data.files], Path(workdir) / "federation") as federation:
+            outcome = federation.wait(federation.submit(deployed), run_dir)
+    if hooks is not None and getattr(hooks, "on_round", None) is not None:
+        for record in outcome.rounds:
+            hooks.on_round(record)
+    if hooks is not None and getattr(hooks, "on_outcome", None) is not None:
+        hooks.on_outcome(outcome)
+    return outcome
