@@ -161,3 +161,15 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path, monkeypatch):
     assert "is a folder" in line
     line = _one_line(runner.invoke(app, ["audit", str(tmp_path), "--json", str(tmp_path / "no" / "a.json")]))
     assert "does not exist" in line
+
+
+def test_run_with_audit_adds_it_to_the_json(tmp_path):
+    out, run_dir = tmp_path / "out.json", tmp_path / "run"
+    args = ["run", "healthcare", "--institutions", "3", "--rows", "600", "--rounds", "2", "--run-dir", str(run_dir)]
+    result = runner.invoke(app, [*args, "--audit", "--audit-shadows", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "membership inference" in result.output and "pooled" in result.output
+    for values in (json.loads(out.read_text())["audit"], json.loads((run_dir / "audit.json").read_text())):
+        assert 0 <= values["attacks"]["loss_threshold"]["auroc"] <= 1
+        assert values["privacy"] == "none"
+    assert "summary" in json.loads(out.read_text())

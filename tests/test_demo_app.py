@@ -391,3 +391,21 @@ def test_comparison_csv_round_trips(small_config):
     assert list(back.columns) == list(frame.columns)
     assert back["hospital"].iloc[-1] == "pooled"
     assert json.loads(result.to_json())["summary"]["metric"] == "auroc"
+
+
+def test_privacy_tradeoff_reads_the_benchmark_rows(tmp_path):
+    from consortia.demo.widgets import privacy_tradeoff
+
+    row = {"vertical": "healthcare", "institutions": 5, "metric": "auroc", "federated": 0.89, "ratio": 0.99}
+    rows = [
+        {**row, "mechanism": "dp-sample", "epsilon": 4.0, "attack_loss_auroc": 0.51},
+        {**row, "mechanism": "dp-client", "epsilon": 4.0, "attack_loss_auroc": 0.5},
+        {**row, "mechanism": "none", "epsilon": "inf", "attack_loss_auroc": 0.52},
+    ]
+    path = tmp_path / "privacy_utility.json"
+    path.write_text(json.dumps({"rows": rows}))
+    shown = privacy_tradeoff("healthcare", "dp-sample", path)
+    assert [r["ε"] for r in shown] == ["4", "∞"] and shown[0]["attack AUROC"] == 0.51
+    assert privacy_tradeoff("healthcare", "none", path) == [] and privacy_tradeoff("finance", "dp-sample", path) == []
+    path.write_text("not json")
+    assert privacy_tradeoff("healthcare", "dp-sample", path) == []

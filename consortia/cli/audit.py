@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from consortia.cli.output import console, err_console, friendly_errors
 from consortia.errors import ConfigError
+
+if TYPE_CHECKING:
+    from consortia.privacy.audit import AuditReport
 
 ATTACK_TITLES = {"loss_threshold": "loss", "lira": "LiRA"}
 MODEL_TITLES = {"global": "global model", "finetuned": "fine-tuned models (each institution's own)"}
@@ -36,6 +39,14 @@ def audit(
             run_dir, shadows=shadows, max_rows=max_rows, seed=seed,
             on_institution=lambda name: status.update(f"auditing {name}"),
         )  # fmt: skip
+    values = print_report(report)
+    if json_path is not None:
+        json_path.write_text(json.dumps(values, indent=2) + "\n")
+        console.print(f"audit written to {json_path}", highlight=False)
+
+
+def print_report(report: AuditReport) -> dict[str, Any]:
+    """Print the audit's tables, its summary line and notes; return ``report.to_dict()``."""
     values = report.to_dict()
     for model in ("global", "finetuned"):
         console.print(render_table(values, model))
@@ -50,9 +61,7 @@ def audit(
     )
     for message in report.notes:
         console.print(f"note: {message}", highlight=False, soft_wrap=True)
-    if json_path is not None:
-        json_path.write_text(json.dumps(values, indent=2) + "\n")
-        console.print(f"audit written to {json_path}", highlight=False)
+    return values
 
 
 def check_output_path(path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -70,6 +71,11 @@ def run(
     dp_clip: Annotated[
         float | None, typer.Option(help="--dp: clipping bound of each update (client) or row gradient (sample)")
     ] = None,
+    audit: Annotated[
+        bool, typer.Option("--audit", help="then run `consortia audit` on the run folder (membership inference)")
+    ] = False,
+    audit_shadows: Annotated[int, typer.Option(help="--audit: shadow models per institution (LiRA)")] = 8,
+    audit_max_rows: Annotated[int | None, typer.Option(help="--audit: attack at most N rows per institution")] = None,
 ) -> None:
     """Train federated, centralized and local-only models and print the comparison table.
 
@@ -131,6 +137,8 @@ def run(
 
         check_privacy(config)  # e.g. --dp sample with xgboost: one line before any data is read
     _check_metric(spec, metric)
+    if audit and (audit_shadows < 2 or (audit_max_rows is not None and audit_max_rows < 10)):
+        raise ConfigError("--audit-shadows must be at least 2 and --audit-max-rows at least 10")
     if json_path is not None:  # before training: a run must not end in a traceback about its output
         inputs = [*config.data.files, *([config.data.mapping_source] if config.data.mapping_source else [])]
         check_output_file(json_path, "--json", inputs, example="result.json")
@@ -163,9 +171,28 @@ def run(
     )
     console.print(_privacy_footer(result), highlight=False, soft_wrap=True, markup=False)
     _note_rows(spec, config, result)
+    audit_values = _audit(Path(str(config.run_dir)), audit_shadows, audit_max_rows) if audit else None
     if json_path is not None:
-        result.to_json(json_path)
-        console.print(f"RunResult written to {escape(str(json_path))}", highlight=False)
+        written = result.to_dict() if audit_values is None else {**result.to_dict(), "audit": audit_values}
+        json_path.write_text(json.dumps(written, indent=2) + "\n")
+        extra = ' (the audit under "audit")' if audit_values is not None else ""
+        console.print(f"RunResult written to {escape(str(json_path))}{extra}", highlight=False)
+
+
+def _audit(folder: Path, shadows: int, max_rows: int | None) -> dict[str, Any]:
+    """--audit: the membership-inference audit of the finished run, printed and written to audit.json."""
+    from consortia.cli.audit import print_report
+    from consortia.privacy.audit import audit_run
+
+    with err_console.status("auditing") as status:
+        report = audit_run(
+            folder, shadows=shadows, max_rows=max_rows,
+            on_institution=lambda name: status.update(f"auditing {name}"),
+        )  # fmt: skip
+    values = print_report(report)
+    (folder / "audit.json").write_text(json.dumps(values, indent=2) + "\n")
+    console.print(f"audit written to {escape(str(folder / 'audit.json'))}", highlight=False)
+    return values
 
 
 # -- --resume -----------------------------------------------------------------------------------

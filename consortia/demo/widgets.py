@@ -7,6 +7,8 @@ name so that two pages never share widget state. They call only the public API
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import altair as alt
@@ -466,6 +468,33 @@ def show_result(vertical: Vertical, result: RunResult, *, from_cache: bool = Fal
         f"total {t.get('total_s', 0):.1f} s."
     )
     st.caption(privacy_caption(result))
+    tradeoff = privacy_tradeoff(result.vertical, result.privacy.get("mechanism", "none"))
+    if tradeoff:
+        st.caption(f"Measured trade-off for this mechanism ({TRADEOFF_FILE}, benchmarks/privacy_utility.py):")
+        st.dataframe(pd.DataFrame(tradeoff), hide_index=True, key=key(v, "tradeoff"))
+
+
+#: where benchmarks/privacy_utility.py writes its rows by default (relative to the working directory)
+TRADEOFF_FILE = Path("runs") / "privacy_utility.json"
+
+
+def privacy_tradeoff(vertical: str, mechanism: str, path: Path = TRADEOFF_FILE) -> list[dict[str, Any]]:
+    """The benchmark's rows for this vertical and DP mechanism (and its no-DP row); [] if none or unreadable."""
+    if mechanism == "none" or not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        return [
+            {
+                "ε": "∞" if r["epsilon"] == "inf" else f"{r['epsilon']:g}", "institutions": r["institutions"],
+                f"federated {r['metric']}": round(r["federated"], 4), "× centralized": round(r["ratio"], 3),
+                "attack AUROC": round(r["attack_loss_auroc"], 3),
+            }
+            for r in rows
+            if r["vertical"] == vertical and r["mechanism"] in (mechanism, "none") and not r.get("sweep")
+        ]  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 # -- own data tab -------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""What leaves an institution, and how it is protected (the privacy issue fills this package).
+"""What leaves an institution, and how it is protected; one module per mechanism.
 
-Planned here, each one module: the node's disclosure policy (what a node may send, decided in
-its own node config), differential privacy (Flower's DP wrappers and accountant; Opacus for
-DP-SGD), secure aggregation (SecAgg+), homomorphic encryption (TenSEAL) and the
-membership-inference audit. Differential privacy is here: ``dp`` (both guarantees in a run),
-``accounting`` (budget <-> noise) and ``dpsgd`` (record-level DP-SGD with Opacus); without a
-mechanism a run is plain federated averaging, and the model card says so.
+* ``disclosure``: the node's own disclosure policy (node config; no per-row data by default);
+* ``accounting``: from a budget (ε, δ) to a noise multiplier and back (dp-accounting, Opacus);
+* ``dp``: client-level DP-FedAvg with Flower's wrappers and accountant, and the checks;
+* ``dpsgd``: record-level DP-SGD inside an institution with Opacus;
+* ``audit`` and ``shadow``: membership-inference attacks on a run's models.
+
+Secure aggregation (SecAgg+) and homomorphic encryption come next, each one module here.
 """
