@@ -201,6 +201,10 @@ class NoiseSource:
 
     noise_seed: int | None = None
 
+    def __init__(self, *args: Any, noise_seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # the Flower wrapper's own constructor
+        self.noise_seed = noise_seed
+
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -209,27 +213,19 @@ class NoiseSource:
 
 
 class ClientSideFixedClipping(NoiseSource, DifferentialPrivacyClientSideFixedClipping):
-    def __init__(self, *args: Any, noise_seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.noise_seed = noise_seed
+    """Flower's wrapper with its noise drawn as ``NoiseSource`` says."""
 
 
 class ServerSideFixedClipping(NoiseSource, DifferentialPrivacyServerSideFixedClipping):
-    def __init__(self, *args: Any, noise_seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.noise_seed = noise_seed
+    """Flower's wrapper with its noise drawn as ``NoiseSource`` says."""
 
 
 class ClientSideAdaptiveClipping(NoiseSource, DifferentialPrivacyClientSideAdaptiveClipping):
-    def __init__(self, *args: Any, noise_seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.noise_seed = noise_seed
+    """Flower's wrapper with its noise drawn as ``NoiseSource`` says."""
 
 
 class ServerSideAdaptiveClipping(NoiseSource, DifferentialPrivacyServerSideAdaptiveClipping):
-    def __init__(self, *args: Any, noise_seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.noise_seed = noise_seed
+    """Flower's wrapper with its noise drawn as ``NoiseSource`` says."""
 
 
 # -- record level -------------------------------------------------------------------------------
