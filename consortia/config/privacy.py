@@ -24,6 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 DEFAULT_DELTA = 1e-5
 
 Mechanism = Literal["none", "dp-client", "dp-sample"]
+#: how the server combines the institutions' updates (``consortia.federation.secure``):
+#: ``plain`` sees each update; ``secagg+`` (Flower's SecAgg+) sees only their masked sum;
+#: ``he`` (CKKS, TenSEAL) adds ciphertexts it cannot read and keeps the global model encrypted
+Aggregation = Literal["plain", "secagg+", "he"]
 
 
 class PrivacySettings(BaseModel):
@@ -46,6 +50,15 @@ class PrivacySettings(BaseModel):
         "secret", description="secret: from the OS's entropy; seeded: repeats with the run's seed (tests only)"
     )
 
+    aggregation: Aggregation = Field("plain", description="plain | secagg+ | he: what the server can see")
+    # SecAgg+ quantises values in [-range, range]; an institution sends its update (its model minus
+    # the global one), whose coordinates stay far below 8 for these learners; a larger one is refused
+    # at the node, never clipped silently.
+    secagg_clipping_range: float = Field(8.0, gt=0, description="secagg+: bound on each update coordinate")
+    secagg_reconstruction: float = Field(
+        0.6, gt=0, le=1, description="secagg+: share of an institution's neighbours needed to recover a drop-out"
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _default_delta(cls, values: Any) -> Any:
@@ -64,6 +77,11 @@ class PrivacySettings(BaseModel):
     @property
     def enabled(self) -> bool:
         return self.mechanism != "none"
+
+    @property
+    def secure(self) -> bool:
+        """The server sees no single institution's update (SecAgg+ or HE)."""
+        return self.aggregation != "plain"
 
 
 #: what one row is, per institution noun, for the plain-words descriptions
@@ -84,6 +102,23 @@ def protects(mechanism: str, institution_noun: str = "institution") -> str:
             f"or without any one {institution_noun}'s data (meaningful only with many {institution_noun}s)"
         )
     return f"no differential privacy: the server sees every {institution_noun}'s exact model updates"
+
+
+def server_sees(aggregation: str, institution_noun: str = "institution") -> str:
+    """What the server could see of the institutions' model updates, in plain words."""
+    if aggregation == "secagg+":
+        return (
+            f"SecAgg+: the server saw only masked vectors and their sum (the consortium's weighted average "
+            f"update), each {institution_noun}'s row count and training metrics; summaries and pooled-metric "
+            f"histograms were summed the same way"
+        )
+    if aggregation == "he":
+        return (
+            f"homomorphic encryption (CKKS): the server added ciphertexts and kept the global model encrypted; "
+            f"it saw each {institution_noun}'s row count and metrics; summaries and pooled-metric histograms "
+            f"were summed with SecAgg+"
+        )
+    return f"plain aggregation: the server saw every {institution_noun}'s model update"
 
 
 #: what no mechanism here covers, for notes and the model card
