@@ -68,8 +68,14 @@ def certs(
     folder: Annotated[Path, typer.Argument(help="where to write ca.crt, superlink.crt/.key and node keys")],
     host: Annotated[list[str] | None, typer.Option(help="SuperLink host name or IP (repeatable)")] = None,
     node: Annotated[list[str] | None, typer.Option(help="SuperNode name to make an auth key for (repeatable)")] = None,
+    he: Annotated[
+        bool, typer.Option("--he", help="also the consortium's HE key: he-secret.ctx (institutions), he-public.ctx")
+    ] = False,
 ) -> None:
-    """A local CA, a SuperLink certificate and SuperNode key pairs, for trying a federation."""
+    """A local CA, a SuperLink certificate and SuperNode key pairs, for trying a federation.
+
+    With --he also the CKKS key for --secure-agg he: copy he-secret.ctx to every institution (node
+    config he-key=PATH); the server needs nothing (it gets the public context from the nodes)."""
     from consortia.federation.engines.deployment.certs import check_node_name, generate_node_key, generate_tls
 
     for name in node or []:  # refuse a bad name before writing anything
@@ -79,6 +85,11 @@ def certs(
     for name in node or []:
         private, public = generate_node_key(folder, name)
         console.print(f"node '{name}': private key {private}, public key {public}")
+    if he:
+        from consortia.privacy.he import write_key_pair
+
+        secret, public = write_key_pair(folder)
+        console.print(f"HE key: {secret} (every institution, node config he-key={secret}); public context {public}")
 
 
 @serve_app.command()

@@ -173,6 +173,14 @@ PRIVACY_CHOICES = {
 }
 
 
+#: how the server combines updates: the plain protocol, or the secured one (consortia.federation.secure)
+AGGREGATION_CHOICES = {
+    "plain": "plain (the server sees each update)",
+    "secagg+": "secured: SecAgg+ (the server sees only sums)",
+    "he": "secured: homomorphic encryption (CKKS)",
+}
+
+
 def privacy_controls(vertical: Vertical, model: str) -> dict[str, Any]:
     """Differential privacy: the mechanism and its budget ε; {} for none."""
     from consortia.learners import capabilities
@@ -189,23 +197,35 @@ def privacy_controls(vertical: Vertical, model: str) -> dict[str, Any]:
         "Budget ε (whole run)", min_value=0.1, max_value=100.0, value=4.0, step=0.5, key=key(v, "epsilon"),
         disabled=mechanism == "none", help="smaller = more private and noisier; the noise is derived from it",
     )  # fmt: skip
+    aggregation = bar.selectbox(
+        "Aggregation (protocol)", list(AGGREGATION_CHOICES), format_func=AGGREGATION_CHOICES.__getitem__,
+        key=key(v, "aggregation"), help="the secured protocol: the server sees only the consortium's sums "
+        "(SecAgg+) or adds ciphertexts it cannot read (HE); XGBoost and robust strategies cannot be secured",
+    )  # fmt: skip
+    secure = {} if aggregation == "plain" else {"aggregation": aggregation}
     if mechanism == "none":
-        return {}
+        return secure
     if mechanism == "dp-sample" and not capabilities(model).supports_batch_steps:
         bar.caption(f"Record-level DP trains batch by batch: choose logistic_torch or mlp (not {model}).")
-    return {"mechanism": mechanism, "epsilon": float(epsilon)}
+    return {"mechanism": mechanism, "epsilon": float(epsilon), **secure}
 
 
 def privacy_caption(result: RunResult) -> str:
     """One line under the results: the mechanism, the ε spent, and what it protects."""
     p = result.privacy
+    secure = ""
+    if p.get("aggregation", "plain") != "plain":
+        cost = result.timings.get("federated_s")
+        secure = f" Aggregation: {p['aggregation']} ({p.get('server_saw', '')})" + (
+            f"; the federated phase took {cost:.1f} s." if cost is not None else "."
+        )
     if p.get("mechanism", "none") == "none":
-        return "Privacy: none (no differential privacy)."
+        return "Privacy: no differential privacy." + secure
     eps = p.get("epsilon")
     spent = "ε not accounted (adaptive clipping)" if eps is None else f"ε spent {eps:.2f}"
     if p["mechanism"] == "dp-sample" and eps is not None:
         spent += f" (largest over {result.institution_noun}s)"
-    return f"Privacy: {p['mechanism']}, {spent}, δ {p.get('delta'):g}; {p.get('protects', '')}."
+    return f"Privacy: {p['mechanism']}, {spent}, δ {p.get('delta'):g}; {p.get('protects', '')}.{secure}"
 
 
 def file_settings(settings: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from consortia.config import ExperimentConfig
-from consortia.config.privacy import NOT_COVERED, protects
+from consortia.config.privacy import NOT_COVERED, protects, server_sees
 from consortia.privacy.dp import EPSILON_KEY, spent_epsilon
 from consortia.runs.results import FederatedOutcome, no_privacy
 
@@ -13,14 +13,18 @@ from consortia.runs.results import FederatedOutcome, no_privacy
 def privacy_record(config: ExperimentConfig, outcome: FederatedOutcome, institution_noun: str) -> dict[str, Any]:
     """``RunResult.privacy``: the summary's four keys, then the details behind them."""
     settings = config.privacy
+    aggregation = {
+        "aggregation": settings.aggregation,
+        "server_saw": server_sees(settings.aggregation, institution_noun),
+    }
     if not settings.enabled:
-        return {**no_privacy(), "protects": protects("none", institution_noun)}
+        return {**no_privacy(), **aggregation, "protects": protects("none", institution_noun)}
     metrics = [r.metrics for r in outcome.rounds]
     return {
         "mechanism": settings.mechanism,
         "epsilon": spent_epsilon(metrics),
         "delta": settings.delta,
-        "aggregation": "plain",  # no secure aggregation: the server sees each (clipped) update
+        **aggregation,
         "target_epsilon": settings.epsilon,
         "epsilon_per_round": [m.get(EPSILON_KEY) for m in metrics],
         "rounds_run": len(outcome.rounds),
@@ -35,9 +39,10 @@ def privacy_record(config: ExperimentConfig, outcome: FederatedOutcome, institut
 def privacy_notes(config: ExperimentConfig, outcome: FederatedOutcome, institution_noun: str) -> list[str]:
     """``RunResult.notes`` lines for a DP run (none without one)."""
     settings = config.privacy
+    secure = [server_sees(settings.aggregation, institution_noun)] if settings.secure else []
     if not settings.enabled:
-        return []
-    notes = list(outcome.notes)
+        return secure
+    notes = [*secure, *outcome.notes]
     if settings.mechanism == "dp-client":
         notes.append(
             f"client-level DP: every {institution_noun} weighs the same in the average (Flower's accounted "

@@ -53,7 +53,7 @@ def integer_workflow_ranges(n_institutions: int) -> tuple[int, float]:
 def limb_bits(n_institutions: int) -> int:
     """Bits per limb so that N limbs of either sign add up inside the exact integer range."""
     quantization, _ = integer_workflow_ranges(n_institutions)
-    return int(math.floor(math.log2(quantization / 2 / max(n_institutions, 2)))) - 1
+    return math.floor(math.log2(quantization / 2 / max(n_institutions, 2))) - 1
 
 
 def to_limbs(values: Sequence[int] | np.ndarray, bits: int, value_bits: int = VALUE_BITS) -> np.ndarray:
@@ -93,7 +93,7 @@ def from_limbs(summed: np.ndarray, bits: int, value_bits: int = VALUE_BITS) -> l
 
 def fixed(x: float) -> int:
     """A finite float as a fixed-point integer (``FRACTION_BITS`` fractional bits)."""
-    return int(round(math.ldexp(float(x), FRACTION_BITS)))
+    return round(math.ldexp(float(x), FRACTION_BITS))
 
 
 def unfixed(v: int) -> float:
@@ -223,7 +223,7 @@ def histogram_from_integers(totals: Sequence[int], names: Sequence[str]) -> Scor
     keep = np.flatnonzero(count)
 
     def floats(part: Sequence[int]) -> np.ndarray:
-        return np.asarray([unfixed(part[i]) for i in keep], dtype=np.float64)
+        return np.asarray([unfixed(part[int(i)]) for i in keep], dtype=np.float64)
 
     return ScoreHistogram(
         keep // 2, keep % 2, count[keep], floats(parts[1]), {n: floats(parts[2 + j]) for j, n in enumerate(names)}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from consortia.config.privacy import NOT_COVERED, protects
+from consortia.config.privacy import NOT_COVERED, protects, server_sees
 from consortia.runs.folder import CARD_JSON, CARD_MD, Checkpoint, RunFolder, atomic_write
 
 
@@ -26,16 +26,20 @@ def model_card(config, result, schema, checkpoint: Checkpoint | None) -> dict[st
             for f in schema.features
         ]  # fmt: skip
     return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "vertical": config.vertical,
         "task": f"binary prediction of '{schema.target if schema else 'target'}'",
         "model": {"family": config.model, "params": config.model_params},
         "training": {
-            "strategy": config.strategy, "strategy_params": config.strategy_params,
-            "rounds": config.rounds, "local_epochs": config.local_epochs,
-            "finetune_epochs": config.finetune_epochs, "seed": config.seed, "engine": config.engine,
+            "strategy": config.strategy,
+            "strategy_params": config.strategy_params,
+            "rounds": config.rounds,
+            "local_epochs": config.local_epochs,
+            "finetune_epochs": config.finetune_epochs,
+            "seed": config.seed,
+            "engine": config.engine,
             "rounds_checkpointed": checkpoint.round if checkpoint else 0,
-        },  # fmt: skip
+        },
         "data": {
             "source": "files" if data.files else "synthetic generator",
             "files": data.files,
@@ -72,8 +76,11 @@ def privacy_section(config, result) -> dict[str, Any] | str:
     settings = values.get("privacy") or {}
     recorded = dict(getattr(result, "privacy", None) or {})
     mechanism = recorded.get("mechanism") or settings.get("mechanism", "none")
+    aggregation = recorded.get("aggregation") or settings.get("aggregation", "plain")
+    saw = {"aggregation": aggregation, "server_saw": recorded.get("server_saw") or server_sees(aggregation)}
     if mechanism == "none":
-        return {"mechanism": "none", "summary": NO_PRIVACY, **({"other": others} if others else {})}
+        summary = NO_PRIVACY if aggregation == "plain" else f"no differential privacy; {saw['server_saw']}"
+        return {"mechanism": "none", "summary": summary, **saw, **({"other": others} if others else {})}
     section = {
         "mechanism": mechanism,
         "epsilon": recorded.get("epsilon"),
@@ -84,6 +91,7 @@ def privacy_section(config, result) -> dict[str, Any] | str:
         "protects": recorded.get("protects") or protects(mechanism),
         "not_covered": NOT_COVERED,
         "settings": settings,
+        **saw,
     }
     return {**section, **({"other": others} if others else {})}
 
@@ -102,6 +110,7 @@ def render_privacy(privacy: dict[str, Any] | str) -> list[str]:
         f"- mechanism: {privacy['mechanism']} ({kind.get(privacy['mechanism'], privacy['mechanism'])})",
         f"- ε spent: {spent}; target ε: {privacy.get('target_epsilon')}; δ: {privacy.get('delta')}",
         f"- what it protects: {privacy['protects']}",
+        f"- what the server could see: {privacy.get('server_saw', 'every update (plain aggregation)')}",
         f"- {privacy['not_covered']}",
         "- settings: " + ", ".join(f"{k} {v}" for k, v in privacy.get("settings", {}).items()),
     ]
@@ -175,10 +184,7 @@ def render_disclosure(log: dict[str, Any] | None) -> list[str]:
     ]
     for name, kinds in log.items():
         for kind, entry in kinds.items():
-            records = "; ".join(
-                f"{r}: {', '.join(map(str, d['fields'] if isinstance(d['fields'], list) else d['fields']))}"
-                for r, d in entry["records"].items()
-            )
+            records = "; ".join(f"{r}: {', '.join(map(str, d['fields']))}" for r, d in entry["records"].items())
             lines.append(f"| {name} | {kind} | {entry['replies']} | {records} | {entry['bytes']:,} |")
     return lines
 

@@ -117,6 +117,9 @@ class FederatedOutcome:
     institution_sizes: dict[str, dict[str, int]]
     seconds: float
     notes: list[str] = field(default_factory=list)  # what the server wants the reader to know (DP budget)
+    #: under HE the server holds only this (base64 ciphertexts and the arrays' layout); an
+    #: institution decrypts it into ``final_parameters`` (consortia.federation.secure.he.release_model)
+    encrypted_model: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from flwr.serverapp import Grid
 
 from consortia.config import ExperimentConfig
+from consortia.data.preprocessing import FeatureSummary
 from consortia.errors import ConfigError
 from consortia.evaluation.pooled import ScoreHistogram
 from consortia.federation.secure.secagg import SECURE_SUM, SecAggPlusGrid, secure_sum
@@ -35,7 +36,6 @@ from consortia.privacy.secure_sum import (
     limb_bits,
     summary_from_integers,
 )
-from consortia.data.preprocessing import FeatureSummary
 
 #: strategies whose aggregate is the weighted mean of the updates (then, for some, a server-side
 #: optimiser step on that mean): SecAgg+ gives them all they need

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flwr.app import Context
+from flwr.app import Context, Message
 from flwr.clientapp.typing import Mod
 
 from consortia.federation.secure.he import he_mods
 from consortia.federation.secure.secagg import secagg_train_mods
 
 
-def secure_train_mods(aggregation_of: Callable[[Context], str]) -> list[Mod]:
+def secure_train_mods(
+    aggregation_of: Callable[[Context], str], answer_sum: Callable[[Message, Context], Message]
+) -> list[Mod]:
+    """``answer_sum`` answers a secure sum's request (``consortia.federation.secure.node``)."""
     train, _ = he_mods(aggregation_of)
-    return [*secagg_train_mods(aggregation_of), train]
+    return [*secagg_train_mods(aggregation_of, answer_sum), train]
 
 
 def secure_read_mods(aggregation_of: Callable[[Context], str]) -> list[Mod]:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import tempfile
 import hashlib
 import json
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any

@@ -37,10 +37,10 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.app.error import Error
 from flwr.app.message_type import MessageType
-from flwr.clientapp.typing import Mod
-from flwr.common import Code, FitIns, FitRes, Parameters, Status, ndarrays_to_parameters, parameters_to_ndarrays
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE
 from flwr.client.mod import secaggplus_mod
+from flwr.clientapp.typing import Mod
+from flwr.common import Code, FitIns, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE
 from flwr.server import ServerConfig
 from flwr.server.client_manager import SimpleClientManager
 from flwr.server.compat.grid_client_proxy import GridClientProxy
@@ -145,7 +145,7 @@ def run_secagg_round(
 
 
 def _fitins(content: RecordDict, extra: Mapping[str, Any]) -> FitIns:
-    config = dict(content.config_records["config"]) if "config" in content.config_records else {}
+    config: dict[str, Any] = dict(content.config_records["config"]) if "config" in content.config_records else {}
     parameters = compat.arrayrecord_to_parameters(content.array_records["arrays"], keep_input=True)
     return FitIns(parameters, {**config, **dict(extra)})
 
@@ -241,13 +241,16 @@ def secure_sum(
 
 
 # -- the institution's side ----------------------------------------------------------------------
-def secagg_train_mods(aggregation_of: Callable[[Context], str]) -> list[Mod]:
+def secagg_train_mods(
+    aggregation_of: Callable[[Context], str], answer_sum: Callable[[Message, Context], Message]
+) -> list[Mod]:
     """The train handler's mods for secure aggregation, decided by this node's run config.
 
     Under ``secagg+`` every train message must come as a SecAgg+ round: a plain one (which would
     return this institution's update in the clear) is refused. Under ``he`` SecAgg+ rounds carry the
     secure sums (summaries, histograms) and model rounds go to the HE mods. Under ``plain`` nothing
-    changes: a handler wrapped by ``secaggplus_mod`` could no longer answer plain train messages."""
+    changes: a handler wrapped by ``secaggplus_mod`` could no longer answer plain train messages.
+    A secure sum goes to ``answer_sum``, past the training mods (clipping, simulated attacks)."""
 
     def masked(message: Message, context: Context, call_next: Any) -> Message:
         aggregation = aggregation_of(context)
@@ -255,7 +258,7 @@ def secagg_train_mods(aggregation_of: Callable[[Context], str]) -> list[Mod]:
             passed: Message = call_next(message, context)
             return passed
         if RECORD_KEY_CONFIGS in message.content.config_records:
-            return secaggplus_mod(message, context, lambda m, c: update_layout_mod(m, c, call_next))
+            return secaggplus_mod(message, context, lambda m, c: update_layout_mod(m, c, call_next, answer_sum))
         if aggregation == "secagg+":
             raise ConfigError(
                 "this institution answers train messages only through SecAgg+ (privacy.aggregation = secagg+): "
@@ -267,15 +270,18 @@ def secagg_train_mods(aggregation_of: Callable[[Context], str]) -> list[Mod]:
     return [masked]
 
 
-def update_layout_mod(message: Message, context: Context, call_next: Any) -> Message:
+def update_layout_mod(
+    message: Message, context: Context, call_next: Any, answer_sum: Callable[[Message, Context], Message] | None = None
+) -> Message:
     """Between ``secaggplus_mod`` (legacy FitIns/FitRes layout) and a Message-API train handler:
     converts both ways and sends the update (reply minus the global model) to be masked."""
     fitins = compat.recorddict_to_fitins(message.content, keep_input=True)
     config = dict(fitins.config)
     global_arrays = parameters_to_ndarrays(fitins.parameters)
     arrays = compat.parameters_to_arrayrecord(fitins.parameters, keep_input=True)
-    message.content = RecordDict({"arrays": arrays, "config": ConfigRecord(config)})
-    reply: Message = call_next(message, context)
+    message.content = RecordDict({"arrays": arrays, "config": ConfigRecord(dict(config))})
+    summing = SECURE_SUM in config and answer_sum is not None
+    reply: Message = answer_sum(message, context) if summing else call_next(message, context)  # type: ignore[misc]
     if reply.has_error():
         return reply
     content = reply.content

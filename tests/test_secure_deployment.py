@@ -1,0 +1,76 @@
+"""The secured protocol in a real Flower deployment (SuperLink + 3 SuperNodes, TLS and node auth).
+
+One federation serves both runs: every SuperNode holds the consortium's HE key file (node config
+``he-key``) and reads only its own hospital's file. Each deployed run must give the in-process
+engine's numbers for the same config: secure aggregation changes what the server sees, not
+what it computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from consortia.config import ExperimentConfig
+from consortia.federation.engines.deployment import LocalFederation
+from consortia.federation.engines.inprocess import run as run_inprocess
+from consortia.federation.secure.he import HE_KEY, release_model
+from consortia.privacy.he import write_key_pair
+from consortia.verticals import get_vertical
+
+
+@pytest.fixture(scope="module")
+def hospital_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hospitals")
+    frame = get_vertical("healthcare").generate(3, 900, 11)
+    paths = []
+    for name, part in frame.groupby("hospital"):
+        path = folder / f"{name}.csv"
+        part.drop(columns=["hospital"]).to_csv(path, index=False)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def he_key(tmp_path_factory):
+    secret, _ = write_key_pair(tmp_path_factory.mktemp("he"))
+    return secret
+
+
+@pytest.fixture(scope="module")
+def federation(hospital_files, he_key, tmp_path_factory):
+    fed = LocalFederation(
+        hospital_files, tmp_path_factory.mktemp("deployment"), tls=True, node_auth=True,
+        node_config={HE_KEY: str(he_key)},
+    )  # fmt: skip
+    try:
+        fed.start()
+        yield fed
+    finally:
+        fed.stop()
+
+
+def _config(files, run_dir, aggregation: str) -> ExperimentConfig:
+    return ExperimentConfig.build(
+        vertical="healthcare", rounds=2, seed=5, finetune_epochs=1, data={"files": [str(p) for p in files]},
+        run_dir=str(run_dir), privacy={"aggregation": aggregation},
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("aggregation, tolerance", [("secagg+", 1e-3), ("he", 1e-4)])
+def test_deployed_secure_run_equals_the_inprocess_engine(
+    federation, hospital_files, he_key, tmp_path, aggregation, tolerance
+):
+    config = _config(hospital_files, tmp_path / "run", aggregation)
+    deployed = federation.wait(federation.submit(config), config.run_dir)
+    if aggregation == "he":
+        assert deployed.final_parameters == [] and deployed.encrypted_model  # the server kept it encrypted
+        deployed = release_model(deployed, he_key.read_bytes())
+    local = run_inprocess(config.model_copy(update={"run_dir": str(tmp_path / "local")}))
+    a = np.concatenate([p.ravel() for p in local.final_parameters])
+    b = np.concatenate([p.ravel() for p in deployed.final_parameters])
+    assert np.abs(a - b).max() / np.abs(a).max() <= tolerance
+    for name, modes in local.per_institution.items():
+        assert deployed.per_institution[name]["global"]["auroc"] == pytest.approx(modes["global"]["auroc"], abs=1e-3)
+    assert deployed.pooled["global"]["auroc"] == pytest.approx(local.pooled["global"]["auroc"], abs=1e-3)
