@@ -38,11 +38,15 @@ for _name, _cls in {
     "krum": "Krum",
     "multikrum": "MultiKrum",
     "bulyan": "Bulyan",
+    "qfedavg": "QFedAvg",  # fairness (Li et al. 2020): needs strategy_params.client_learning_rate
     "fedxgb_bagging": "FedXgbBagging",  # model xgboost, xgb_mode bagging: trees appended
 }.items():
     STRATEGIES.register_lazy(_name, f"flwr.serverapp.strategy:{_cls}")
 # model xgboost, xgb_mode cyclic: one institution a round (Flower's, in a reproducible order)
 STRATEGIES.register_lazy("fedxgb_cyclic", "consortia.learners.xgboost.cyclic:FedXgbCyclicOrdered")
+STRATEGIES.register_lazy("scaffold", "consortia.federation.strategies.scaffold:Scaffold")  # torch models
+STRATEGIES.register_lazy("fedma", "consortia.federation.strategies.fedma:FedMA")  # model mlp
+STRATEGIES.register_lazy("fedmeta", "consortia.federation.strategies.fedmeta:FedMeta")  # torch models
 
 #: ``run(config, hooks) -> FederatedOutcome``
 ENGINES: Registry[Any] = Registry("engine")

@@ -4,10 +4,10 @@ One federation serves the whole module (starting it costs seconds); the tests ru
 order and the last one kills a SuperNode. The first run's ClientApp is the shipped one plus
 the mod of tests/reply_recorder.py, which writes down the records of every reply (shapes, not
 values), so that test checks what actually left each node, not only what the server asked for.
-Every process is stopped by the fixture's teardown, also when a test fails. Deployment is slow
-per round (a new ClientApp process per message and Flower's poll interval), so those tests are
-marked slow (about 4-9 minutes together on a loaded 2-core machine); the command-line and
-helper tests below them are fast.
+Every process is stopped by the fixture's teardown, also when a test fails. The SuperNodes are
+Consortia's launcher (one warm ClientApp process each, prompt polling), so a round takes about
+a second; the dead-node test waits for Flower's heartbeat to lapse (about a minute). Those tests
+are marked slow; the command-line and helper tests below them are fast.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from typer.testing import CliRunner
 from consortia.cli import app
 from consortia.config import ExperimentConfig
 from consortia.errors import ConfigError, FederationError
+from consortia.experiment import run_experiment
 from consortia.federation.engines.deployment import APP_DIR, LocalFederation
-from consortia.federation.engines.inprocess import run as run_inprocess
 from consortia.federation.grids import MinimumNodesGrid
+from consortia.federation.local_baseline import LOCAL_BASELINE, NODE_FLAG
 from consortia.runs.folder import RunFolder
 from consortia.verticals import get_vertical
 
@@ -52,7 +53,9 @@ def hospital_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def federation(hospital_files, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("deployment")
-    fed = LocalFederation(hospital_files, workdir, tls=True, node_auth=True)
+    # two of the three hospitals agree to train a local-only baseline; the third does not
+    agree = {p.stem: {NODE_FLAG: True} for p in hospital_files[:2]}
+    fed = LocalFederation(hospital_files, workdir, tls=True, node_auth=True, node_configs=agree)
     (workdir / "replies").mkdir()
     fed.env[LOG_ENV] = str(workdir / "replies")  # read only by the recording ClientApp below
     started = []
@@ -95,14 +98,20 @@ def test_deployed_run_equals_the_inprocess_engine(federation, hospital_files, re
     config = _config(hospital_files, tmp_path / "deployed")
     outcome = federation.wait(federation.submit(config, app_dir=recording_app), config.run_dir)
 
-    reference = run_inprocess(config.model_copy(update={"run_dir": str(tmp_path / "inprocess")}))
+    reference = run_experiment(config.model_copy(update={"run_dir": str(tmp_path / "inprocess")}))
     assert set(outcome.per_institution) == {p.stem for p in hospital_files}
-    for name, modes in reference.per_institution.items():
-        for mode, metrics in modes.items():
-            assert outcome.per_institution[name][mode] == pytest.approx(metrics, rel=1e-9), (name, mode)
+    modes = {"global": "federated", "finetuned": "federated_finetuned", "local_only": "local_only"}
+    agreed = {p.stem for p in hospital_files[:2]}
+    for name, tables in reference.per_institution.items():
+        deployed = outcome.per_institution[name]
+        assert set(deployed) == {"global", "finetuned"} | ({"local_only"} if name in agreed else set())
+        for mode, metrics in deployed.items():  # local-only: trained at the node, as the driver trains it
+            assert metrics == pytest.approx(tables[modes[mode]], rel=1e-9), (name, mode)
     assert len(outcome.rounds) == ROUNDS and outcome.institution_sizes == reference.institution_sizes
     # pooled metrics in a deployment too: from the nodes' score histograms, never from rows
-    assert outcome.pooled["global"]["auroc"] == pytest.approx(reference.pooled["global"]["auroc"], abs=1e-9)
+    assert outcome.pooled["global"]["auroc"] == pytest.approx(reference.pooled["federated"]["auroc"], abs=1e-9)
+    assert 0.5 < outcome.pooled["local_only"]["auroc"] <= 1.0  # the two agreeing hospitals' own models, pooled
+    assert any(hospital_files[2].stem in note and NODE_FLAG in note for note in outcome.notes)
     assert RunFolder(config.run_dir).latest_checkpoint().round == ROUNDS
     _assert_no_rows_left_the_nodes(federation, hospital_files)
 
@@ -113,6 +122,7 @@ REPLY_RECORDS = {
     "train": {"arrays": "array", "metrics": "metric"},
     "evaluate": {"metrics": "metric"},
     "evaluate.finetune": {"metrics": "metric", "identity": "config"},
+    LOCAL_BASELINE: {"metrics": "metric", "identity": "config"},  # a node that declines: identity only
 }
 CONFIG_KEYS = {"summary": ["institution", "n-test", "n-train", "summary"], "identity": ["institution"]}
 
@@ -122,7 +132,7 @@ def _assert_no_rows_left_the_nodes(federation, hospital_files) -> None:
     for path in hospital_files:
         replies = _replies(federation, path.stem)
         assert sorted(r["type"] for r in replies) == sorted(
-            ["query.summary", "evaluate.finetune", *["train"] * ROUNDS, *["evaluate"] * ROUNDS]
+            ["query.summary", "evaluate.finetune", LOCAL_BASELINE, *["train"] * ROUNDS, *["evaluate"] * ROUNDS]
         )
         assert _leaks(replies) == [], path.stem
 
@@ -137,7 +147,7 @@ def _leaks(replies: list[dict]) -> list[str]:
             found.append(f"{kind}: the node answered with an error")
         for name, record in (reply["reply"] or {}).items():
             where = f"{kind} reply record '{name}'"
-            if kind.startswith("evaluate") and name.startswith(HISTOGRAM):
+            if (kind.startswith("evaluate") or kind == LOCAL_BASELINE) and name.startswith(HISTOGRAM):
                 found += _histogram_leaks(where, record)
             elif REPLY_RECORDS[kind].get(name) != record["kind"]:
                 found.append(f"{where}: not expected in a deployment ({record})")
@@ -213,17 +223,18 @@ def test_unregistered_supernode_is_refused(federation, hospital_files):
 
 @pytest.mark.slow
 def test_round_completes_when_a_supernode_dies(federation, hospital_files, tmp_path):
-    config = _config(hospital_files, tmp_path / "dropout", rounds=2, min_institutions=2, finetune_epochs=0)
+    # rounds enough that the run is still going when the node dies (a round takes about a second)
+    config = _config(hospital_files, tmp_path / "dropout", rounds=6, min_institutions=2, finetune_epochs=0)
     run_id = federation.submit(config)
     folder = RunFolder(config.run_dir)
     deadline = time.monotonic() + 600
     while folder.latest_checkpoint() is None:  # round 1 done with all three
         assert time.monotonic() < deadline, federation.server_log(run_id)
-        time.sleep(1)
+        time.sleep(0.1)
     victim = hospital_files[2].stem
     federation.kill_node(victim)
     outcome = federation.wait(run_id, config.run_dir)
-    assert len(outcome.rounds) == 2  # round 2 completed with the two survivors
+    assert len(outcome.rounds) == 6  # round 2 on completed with the two survivors
     assert set(outcome.per_institution) == {p.stem for p in hospital_files[:2]}  # the survivors
 
 

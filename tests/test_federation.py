@@ -70,6 +70,10 @@ ELSEWHERE = {
     "fedprox": "needs a proximal term, which the logistic learner refuses: test_wrong_paths (mlp)",
     "fedxgb_bagging": "model xgboost: test_xgboost_modes",
     "fedxgb_cyclic": "model xgboost: test_xgboost_modes, test_wrong_paths",
+    "qfedavg": "test_strategy_contract (differs from FedAvg)",
+    "scaffold": "torch models only: test_scaffold, test_strategy_contract",
+    "fedma": "mlp only: test_fedma, test_strategy_contract",
+    "fedmeta": "torch models only: test_fedmeta, test_strategy_contract",
 }
 STRATEGY_BASE = {"institutions": 5, "rows": 2500, "rounds": 3}
 

@@ -231,14 +231,14 @@ def test_demo_offers_the_secured_protocol_and_says_what_ran():
 
 
 @pytest.mark.slow
-def test_secagg_and_he_under_ray_equal_the_inprocess_engine():
-    """Under Ray each node's records cross a process boundary and node ids are random."""
+def test_secagg_under_ray_equals_the_inprocess_engine():
+    """Under Ray each node's records cross a process boundary and node ids are random; the
+    stochastic quantisation is seeded per institution, so the digits agree."""
     from consortia.federation.engines import run_engine
 
-    for aggregation in ("secagg+", "he"):
-        config = config_for(aggregation, institutions=3, rows=1500)
-        local = inprocess.run(config)
-        ray = run_engine(config.model_copy(update={"engine": "ray"}))
-        a, b = flat(local.final_parameters), flat(ray.final_parameters)
-        assert np.abs(a - b).max() / np.abs(a).max() <= 1e-6
-        assert local.pooled["global"]["auroc"] == pytest.approx(ray.pooled["global"]["auroc"], abs=1e-9)
+    config = config_for("secagg+", institutions=3, rows=1500)
+    local = inprocess.run(config)
+    ray = run_engine(config.model_copy(update={"engine": "ray"}))
+    a, b = flat(local.final_parameters), flat(ray.final_parameters)
+    assert np.abs(a - b).max() / np.abs(a).max() <= 1e-6
+    assert local.pooled["global"]["auroc"] == pytest.approx(ray.pooled["global"]["auroc"], abs=1e-9)

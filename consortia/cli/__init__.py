@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from consortia.cli import audit, commands, run, serve
+from consortia.cli import audit, commands, export, run, serve, transfer
 
 app = typer.Typer(
     name="consortia",
@@ -21,6 +21,9 @@ app = typer.Typer(
 app.command()(run.run)
 app.command()(commands.predict)
 app.command()(audit.audit)
+app.command()(export.export)
+app.command()(export.report)
+app.command()(transfer.transfer)
 app.command()(commands.examples)
 app.command("list")(commands.list_components)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(commands.demo)

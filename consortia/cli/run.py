@@ -71,11 +71,33 @@ def run(
     dp_clip: Annotated[
         float | None, typer.Option(help="--dp: clipping bound of each update (client) or row gradient (sample)")
     ] = None,
+    secure_agg: Annotated[
+        str | None,
+        typer.Option(
+            "--secure-agg",
+            help="how updates are combined: plain | secagg+ (Flower's SecAgg+: the server sees only sums) | "
+            "he (CKKS encryption: the server adds ciphertexts)",
+        ),
+    ] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="the protocol: plain | secured (secure aggregation for every aggregate, DP with --epsilon) | "
+            "heterogeneous (FedProx, drop-outs survived)"
+        ),
+    ] = "plain",
+    secagg_range: Annotated[
+        float | None, typer.Option(help="--secure-agg secagg+: bound on each update coordinate (default 8)")
+    ] = None,
     audit: Annotated[
         bool, typer.Option("--audit", help="then run `consortia audit` on the run folder (membership inference)")
     ] = False,
     audit_shadows: Annotated[int, typer.Option(help="--audit: shadow models per institution (LiRA)")] = 8,
     audit_max_rows: Annotated[int | None, typer.Option(help="--audit: attack at most N rows per institution")] = None,
+    mlflow: Annotated[
+        str | None, typer.Option("--mlflow", help="log the run to this MLflow tracking URI, e.g. file:./mlruns")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress display (--json implies it)")] = False,
 ) -> None:
     """Train federated, centralized and local-only models and print the comparison table.
 
@@ -91,8 +113,11 @@ def run(
 
     spec = get_vertical(vertical)
     if resume is not None:
-        if any(v is not None for v in (dp, epsilon, delta, dp_clip)):
-            raise ConfigError("--dp, --epsilon, --delta and --dp-clip cannot change a stored run; start a new run")
+        if any(v is not None for v in (dp, epsilon, delta, dp_clip, secure_agg, secagg_range)) or preset != "plain":
+            raise ConfigError(
+                "--dp, --epsilon, --delta, --dp-clip, --secure-agg, --secagg-range and --preset cannot change a "
+                "stored run; start a new run"
+            )
         options = {k: v for k, v in locals().items() if k in _OPTION_FIELDS or k in _DATA_OPTIONS}
         config, notes = _resume(ctx, spec.name, resume, options)
         if config.data.protocol == "flamby":
@@ -127,7 +152,8 @@ def run(
             engine=engine,
             device=device,
             seed=seed,
-            privacy=_privacy_options(dp, epsilon, delta, dp_clip),
+            privacy=_privacy_options(dp, epsilon, delta, dp_clip, secure_agg, secagg_range, preset),
+            preset=preset,
         )
         _check_run_dir(Path(str(config.run_dir)))
         if not config.data.files:
@@ -136,6 +162,9 @@ def run(
         from consortia.privacy.dp import check_privacy
 
         check_privacy(config)  # e.g. --dp sample with xgboost: one line before any data is read
+        from consortia.federation.secure import check_secure
+
+        check_secure(config)  # e.g. --secure-agg he with krum
     _check_metric(spec, metric)
     if audit and (audit_shadows < 2 or (audit_max_rows is not None and audit_max_rows < 10)):
         raise ConfigError("--audit-shadows must be at least 2 and --audit-max-rows at least 10")
@@ -151,9 +180,13 @@ def run(
         if config.data.protocol == "consortia":
             for message in load_data(config, spec).notes:  # validates every file before any training
                 note(message)
+    if mlflow is not None:
+        from consortia.runs.tracking import check_tracking
+
+        mlflow = check_tracking(mlflow)  # before training: a bad URI or no MLflow is one line, not a lost run
     existed = Path(str(config.run_dir)).exists()
     try:
-        result = _run_with_progress(config)
+        result = _run_with_progress(config, quiet=quiet or json_path is not None)
     except KeyboardInterrupt:
         _interrupted(config)
     except ConsortiaError:
@@ -177,6 +210,11 @@ def run(
         json_path.write_text(json.dumps(written, indent=2) + "\n")
         extra = ' (the audit under "audit")' if audit_values is not None else ""
         console.print(f"RunResult written to {escape(str(json_path))}{extra}", highlight=False)
+    if mlflow is not None:
+        from consortia.runs.tracking import track_run
+
+        run_id = track_run(mlflow, result, config.run_dir)
+        console.print(f"MLflow run {run_id} logged to {escape(mlflow)}", highlight=False)
 
 
 def _audit(folder: Path, shadows: int, max_rows: int | None) -> dict[str, Any]:
@@ -303,8 +341,31 @@ def _data_differs(vertical: str, given: dict[str, Any], stored: dict[str, Any]) 
 _DP_MECHANISMS = {"client": "dp-client", "sample": "dp-sample"}
 
 
-def _privacy_options(dp: str | None, epsilon: float | None, delta: float | None, clip: float | None) -> dict:
-    """--dp/--epsilon/--delta/--dp-clip as the config's ``privacy`` settings; bad combinations in one line."""
+def _privacy_options(
+    dp: str | None,
+    epsilon: float | None,
+    delta: float | None,
+    clip: float | None,
+    secure_agg: str | None = None,
+    secagg_range: float | None = None,
+    preset: str = "plain",
+) -> dict:
+    """--dp/--epsilon/--delta/--dp-clip/--secure-agg as the config's ``privacy`` settings; bad
+    combinations in one line. ``--preset secured --epsilon E`` means client-level DP."""
+    aggregation: dict = {}
+    if secure_agg is not None:
+        value = secure_agg.strip().lower()
+        if value not in ("plain", "secagg+", "he"):
+            raise ConfigError(f"--secure-agg must be plain, secagg+ or he (got {secure_agg!r})")
+        aggregation["aggregation"] = value
+    if secagg_range is not None:
+        aggregation["secagg_clipping_range"] = secagg_range
+    if dp is None and preset == "secured" and epsilon is not None:
+        dp = "client"
+    return {**_dp_options(dp, epsilon, delta, clip), **aggregation}
+
+
+def _dp_options(dp: str | None, epsilon: float | None, delta: float | None, clip: float | None) -> dict:
     if dp is None:
         given = [name for name, v in (("--epsilon", epsilon), ("--delta", delta), ("--dp-clip", clip)) if v is not None]
         if given:
@@ -324,8 +385,12 @@ def _privacy_options(dp: str | None, epsilon: float | None, delta: float | None,
 def _privacy_footer(result) -> str:  # result: RunResult
     """The table's privacy line: mechanism, ε spent, δ, and what the guarantee covers."""
     p = result.privacy
+    if p.get("aggregation", "plain") != "plain":
+        secure = f"; aggregation: {p['aggregation']} ({p.get('server_saw', '')})"
+    else:
+        secure = ""
     if p.get("mechanism", "none") == "none":
-        return f"privacy: none ({p.get('protects', 'no differential privacy')})"
+        return f"privacy: none ({p.get('protects', 'no differential privacy')}){secure}"
     if p.get("epsilon") is None:
         spent = "ε not accounted (adaptive clipping)"
     else:
@@ -333,7 +398,7 @@ def _privacy_footer(result) -> str:  # result: RunResult
     stopped = ""
     if p.get("rounds_run", 0) < p.get("rounds_planned", 0):
         stopped = f"; budget reached after {p['rounds_run']} of {p['rounds_planned']} rounds"
-    return f"privacy: {p['mechanism']}, {spent}, δ = {p['delta']:g}{stopped} — {p.get('protects', '')}"
+    return f"privacy: {p['mechanism']}, {spent}, δ = {p['delta']:g}{stopped} — {p.get('protects', '')}{secure}"
 
 
 # -- checks before training ---------------------------------------------------------------------
@@ -426,29 +491,19 @@ def _interrupted(config) -> NoReturn:  # config: ExperimentConfig
     raise typer.Exit(code=130)
 
 
-def _run_with_progress(config):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+def _run_with_progress(config, *, quiet: bool = False):
+    from consortia.cli.output import RunProgress
     from consortia.experiment import run_experiment
     from consortia.verticals import get_vertical
 
     metric = get_vertical(config.vertical).primary_metric
-    columns = (
-        TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-    )  # fmt: skip
-    # no bar when stderr is not a terminal (logs, CI, pipes): it would only leave a blank line
-    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as progress:
-        task = progress.add_task("rounds", total=config.rounds, status="")
-
-        def on_round(record) -> None:
-            value = record.metrics.get(f"pooled.{metric}", record.metrics.get(metric, float("nan")))
-            progress.update(task, completed=record.round, status=f"{metric} {value:.4f}")  # resumed: from there
-
+    # no display when stderr is not a terminal (logs, CI, pipes) or with --quiet/--json
+    with RunProgress(config.rounds, metric, quiet=quiet) as progress:
         if config.run_dir:
             from consortia.experiment.recorded import run_recorded
 
-            result, folder = run_recorded(config, on_round=on_round)
-            err_console.print(f"run folder: {folder.path}", highlight=False, markup=False)
-            return result
-        return run_experiment(config, on_round=on_round)
+            result, folder = run_recorded(config, on_round=progress.on_round)
+        else:
+            return run_experiment(config, on_round=progress.on_round)
+    err_console.print(f"run folder: {folder.path}", highlight=False, markup=False)
+    return result

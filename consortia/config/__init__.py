@@ -13,7 +13,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from consortia.catalog import ENGINES, LEARNERS, STRATEGIES, VERTICALS
+from consortia.config.attacks import parse_behaviour
+from consortia.config.presets import Preset, apply_preset
 from consortia.config.privacy import PrivacySettings
+from consortia.config.stragglers import parse_profile
 from consortia.config.xgboost import wire_xgboost
 from consortia.errors import ConfigError
 
@@ -94,8 +97,29 @@ class ExperimentConfig(BaseModel):
         None, ge=1, description="fewest institutions a round may go on with when nodes drop out (default: all)"
     )
     privacy: PrivacySettings = Field(
-        default_factory=PrivacySettings, description="differential privacy: mechanism and budget (ε, δ)"
+        default_factory=PrivacySettings,
+        description="differential privacy (mechanism, budget ε, δ) and secure aggregation (plain, secagg+, he)",
     )
+    preset: Preset = Field(
+        "plain", description="the protocol: plain | secured | heterogeneous (consortia.config.presets)"
+    )
+    attacks: dict[str, str] = Field(
+        default_factory=dict, description="simulated malicious institutions: index or name -> behaviour[:value]"
+    )
+    round_deadline_s: float | None = Field(
+        None, gt=0, description="drop train replies later than this many seconds (consortia.federation.deadline)"
+    )
+    stragglers: dict[str, str] = Field(
+        default_factory=dict, description="simulated slow/failing institutions: index or name -> slowdown:F,failure:P"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, values: Any) -> Any:
+        # a preset fills in only what was not given
+        if isinstance(values, dict):
+            values = apply_preset(values)
+        return values
 
     @model_validator(mode="before")
     @classmethod
@@ -122,6 +146,54 @@ class ExperimentConfig(BaseModel):
     @classmethod
     def _lower(cls, value: str) -> str:
         return value.strip().lower()
+
+    @field_validator("attacks")
+    @classmethod
+    def _behaviours(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, spec in value.items():  # consortia.config.attacks
+            try:
+                parse_behaviour(spec)
+            except ConfigError as exc:
+                raise ValueError(f"institution {key}: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_attacks(self) -> ExperimentConfig:
+        # behaviours are simulated here; a deployed node sets its own node config
+        for key in self.attacks:
+            if key.isdigit() and int(key) >= self.institutions:
+                raise ValueError(f"attacks: institution {key} is out of range ({self.institutions} institutions)")
+        if self.attacks and self.engine == "deployment":
+            raise ValueError("attacks are simulated (inprocess, ray); a deployed node sets attack in its node config")
+        return self
+
+    @field_validator("stragglers")
+    @classmethod
+    def _profiles(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, spec in value.items():  # consortia.config.stragglers
+            try:
+                parse_profile(spec)
+            except ConfigError as exc:
+                raise ValueError(f"institution {key}: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_stragglers(self) -> ExperimentConfig:
+        # virtual time exists only in the in-process engine; a deployed node sets its own node config
+        for key in self.stragglers:
+            if key.isdigit() and int(key) >= self.institutions:
+                raise ValueError(f"stragglers: institution {key} is out of range ({self.institutions} institutions)")
+        if self.stragglers and self.engine != "inprocess":
+            raise ValueError(
+                "stragglers are simulated in virtual time by the inprocess engine; a deployed node sets "
+                "compute-slowdown / failure-rate in its node config"
+            )
+        if (self.stragglers or self.round_deadline_s) and self.privacy.aggregation != "plain":
+            raise ValueError(
+                "round_deadline_s and stragglers need plain aggregation: secure aggregation's key stages need "
+                "every sampled institution, and a deadline would drop some mid-protocol"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_names(self) -> ExperimentConfig:

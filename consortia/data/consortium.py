@@ -9,7 +9,9 @@ per run, so nodes in one process validate and split their rows once.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,9 +31,13 @@ from consortia.data.sources import load_file_federation, load_node_institution
 from consortia.errors import ConfigError
 
 
-def load_federation(config: ExperimentConfig, vertical: RowSource) -> Federation:
-    """The run's institutions from its data source; cached, so nodes in one process share it."""
-    return _load_federation_cached(SourceKey(vertical), config.fingerprint(), files_version(config.data.files))
+def load_federation(config: ExperimentConfig, vertical: RowSource, fingerprint: str | None = None) -> Federation:
+    """The run's institutions from its data source; cached, so nodes in one process share it.
+
+    ``fingerprint``: ``config.fingerprint()`` when the caller already has it (a node computes it
+    once per run, not once per message)."""
+    fingerprint = config.fingerprint() if fingerprint is None else fingerprint
+    return _load_federation_cached(SourceKey(vertical), fingerprint, files_version(config.data.files))
 
 
 @functools.lru_cache(maxsize=4)
@@ -42,7 +48,11 @@ def _load_federation_cached(keyed: SourceKey, fingerprint: str, _files: tuple = 
         schema, institutions = load_file_federation(config, vertical)
         return Federation(schema, institutions)
     schema = vertical.schema
-    frame = vertical.generate(config.institutions, config.rows, config.seed)
+    generated = vertical.generate(config.institutions, config.rows, config.seed)
+    # validated once as a whole (pandera costs ~0.15 s a call at any size); each share then checks
+    # only its row count and classes (split_institution(validated=True))
+    frame = schema.validate(generated, source=f"{vertical.name}'s generated data", require_both_classes=False)
+    del generated  # the validated copy replaces it: one frame in memory, not two
     parts = partition_frame(
         frame,
         config.partition,
@@ -58,8 +68,56 @@ def _load_federation_cached(keyed: SourceKey, fingerprint: str, _files: tuple = 
             f"({', '.join(list(parts)[:6])}), but the run is configured for {config.institutions}; "
             f"set institutions={len(parts)}"
         )
-    institutions = {name: split_institution(name, part, vertical, schema, config) for name, part in parts.items()}
+    institutions = {
+        name: split_institution(name, part, vertical, schema, config, validated=True) for name, part in parts.items()
+    }
     return Federation(schema, institutions)
+
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+#: runs whose arrays stay cached (a long-lived process, the demo, may hold a few runs at once)
+MAX_CACHED_RUNS = 4
+
+
+class RunArrays:
+    """Each institution's preprocessed arrays, per run: every institution is transformed once
+    per run whatever the federation's size, so memory grows with the data, not with rounds.
+
+    A run is (vertical, config fingerprint, input files, preprocessor, node data path); the
+    ``MAX_CACHED_RUNS`` most recently used runs are kept, each with all its institutions.
+    """
+
+    def __init__(self, max_runs: int = MAX_CACHED_RUNS) -> None:
+        self.max_runs = max_runs
+        self._runs: OrderedDict[tuple, dict[str, Arrays]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, run: tuple, name: str, make: Callable[[], Arrays]) -> Arrays:
+        with self._lock:
+            institutions = self._runs.get(run)
+            if institutions is None:
+                institutions = self._runs[run] = {}
+                while len(self._runs) > self.max_runs:
+                    self._runs.popitem(last=False)
+            self._runs.move_to_end(run)
+            if name in institutions:
+                self.hits += 1
+                return institutions[name]
+        arrays = make()  # outside the lock: institutions of one run may transform in parallel
+        with self._lock:
+            self.misses += 1
+            return institutions.setdefault(name, arrays)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._runs.clear()
+            self.hits = self.misses = 0
+
+
+RUN_ARRAYS = RunArrays()
 
 
 def institution_arrays(
@@ -68,42 +126,45 @@ def institution_arrays(
     name: str,
     preprocessor_json: str,
     data_path: str | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    fingerprint: str | None = None,
+) -> Arrays:
     """Preprocessed train/test arrays of one institution, cached per (run, preprocessor).
 
-    Every round sends the same preprocessor, so a node transforms its rows once per run.
-    ``data_path``: a deployed node's own file (its node config's ``data-path``).
+    Every round sends the same preprocessor, so a node transforms its rows once per run, at any
+    number of institutions (``RunArrays``). ``data_path``: a deployed node's own file (its node
+    config's ``data-path``). ``fingerprint``: ``config.fingerprint()`` if the caller has it.
     """
     files = files_version([data_path] if data_path else config.data.files)
-    return _arrays_cached(SourceKey(vertical), config.fingerprint(), name, preprocessor_json, data_path, files)
+    keyed = SourceKey(vertical)
+    fingerprint = config.fingerprint() if fingerprint is None else fingerprint
+    run = (keyed, fingerprint, preprocessor_json, data_path, files)
+
+    def make() -> Arrays:
+        preprocessor = Preprocessor.from_json(preprocessor_json)
+        if data_path is not None:
+            federation, institution = load_node_institution(config, vertical, data_path)
+            return institution.arrays(preprocessor, federation.schema.target)
+        federation = _load_federation_cached(keyed, fingerprint, files)
+        return federation.institutions[name].arrays(preprocessor, federation.schema.target)
+
+    return RUN_ARRAYS.get(run, name, make)
 
 
-@functools.lru_cache(maxsize=64)
-def _arrays_cached(
-    keyed: SourceKey,
-    fingerprint: str,
-    name: str,
-    preprocessor_json: str,
-    data_path: str | None = None,
-    _files: tuple = (),
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    preprocessor = Preprocessor.from_json(preprocessor_json)
-    if data_path is not None:
-        federation, institution = load_node_institution(
-            ExperimentConfig.model_validate_json(fingerprint), keyed.source, data_path
-        )
-        return institution.arrays(preprocessor, federation.schema.target)
-    federation = _load_federation_cached(keyed, fingerprint, _files)
-    return federation.institutions[name].arrays(preprocessor, federation.schema.target)
+def federation_arrays(config: ExperimentConfig, vertical: RowSource, preprocessor: Preprocessor) -> dict[str, Arrays]:
+    """Every institution's arrays under ``preprocessor`` (simulation): the same cached arrays
+    the nodes trained and evaluated on, for the baselines and metrics that need them."""
+    federation = load_federation(config, vertical)
+    preprocessor_json = preprocessor.to_json()
+    return {name: institution_arrays(config, vertical, name, preprocessor_json) for name in federation.names}
 
 
 def node_institution(
-    config: ExperimentConfig, vertical: RowSource, node_config: Mapping[str, Any]
+    config: ExperimentConfig, vertical: RowSource, node_config: Mapping[str, Any], fingerprint: str | None = None
 ) -> tuple[Federation, InstitutionData]:
     """The institution a Flower node serves, found from its node config."""
     if "data-path" in node_config:  # deployment: this node reads its own file and nothing else
         return load_node_institution(config, vertical, str(node_config["data-path"]))
-    federation = load_federation(config, vertical)
+    federation = load_federation(config, vertical, fingerprint)
     if "partition-id" not in node_config:
         raise ConfigError("node config needs 'partition-id' (simulation) or 'data-path' (deployment)")
     index = int(node_config["partition-id"])

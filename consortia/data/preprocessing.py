@@ -31,6 +31,8 @@ from consortia.data.schema import TabularSchema
 
 #: the count of categories too rare to name (fewer than the institution's k rows)
 RARE = "__rare__"
+#: rows ``Preprocessor.transform`` builds at a time (a chunk of float64 columns stays in cache)
+_CHUNK_ROWS = 8192
 
 
 @dataclass
@@ -119,21 +121,42 @@ class Preprocessor:
     def n_features(self) -> int:
         return len(self.feature_names)
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        blocks: list[np.ndarray] = []
-        if self.numeric:
-            raw = frame[self.numeric].to_numpy(dtype=float)
-            means = np.asarray(self.means)
-            scaled = (raw - means) / np.asarray(self.stds)
-            blocks.append(np.nan_to_num(scaled, nan=0.0))  # mean imputation in scaled space
-        if self.missing_indicators:
-            blocks.append(frame[self.missing_indicators].isna().to_numpy(dtype=float))
-        for column, vocab in self.categories.items():
-            values = frame[column].astype(str).to_numpy()
-            blocks.append((values[:, None] == np.asarray(vocab)[None, :]).astype(float))
-        if not blocks:
-            return np.zeros((len(frame), 0), dtype=np.float32)
-        return np.clip(np.hstack(blocks), -10.0, 10.0).astype(np.float32)
+    def transform(self, frame: pd.DataFrame | FrameColumns) -> np.ndarray:
+        """The float32 matrix of ``frame``'s rows; pass a ``FrameColumns`` to reuse one frame's
+        extracted columns across many preprocessors (each local-only model on the pooled test rows).
+
+        Row-wise: scaled numeric columns (missing -> the mean, i.e. 0), missing indicators, one-hot
+        categories, clipped to [-10, 10]. Built in chunks of rows, so that turning columns into
+        rows happens in cache (a whole-column write into a row-major matrix is several times slower).
+        """
+        columns = frame if isinstance(frame, FrameColumns) else FrameColumns(frame)
+        n_numeric, n_indicators = len(self.numeric), len(self.missing_indicators)
+        width = n_numeric + n_indicators + sum(len(v) for v in self.categories.values())
+        out = np.zeros((columns.n_rows, width), dtype=np.float32)
+        numeric = [columns.numeric(name) for name in self.numeric]
+        means, stds = (
+            np.asarray(self.means, dtype=np.float64)[:, None],
+            np.asarray(self.stds, dtype=np.float64)[:, None],
+        )
+        indicators = [columns.missing(name) for name in self.missing_indicators]
+        onehots = []
+        for name, vocab in self.categories.items():
+            codes, values = columns.categories(name)
+            onehots.append((codes, values[:, None] == np.asarray(vocab)[None, :]))  # distinct values x vocabulary
+        for start in range(0, columns.n_rows, _CHUNK_ROWS):
+            rows = slice(start, min(start + _CHUNK_ROWS, columns.n_rows))
+            block = out[rows]
+            if numeric:
+                scaled = (np.stack([c[rows] for c in numeric]) - means) / stds
+                np.nan_to_num(scaled, copy=False, nan=0.0)  # mean imputation in scaled space
+                block[:, :n_numeric] = np.clip(scaled, -10.0, 10.0, out=scaled).T
+            if indicators:
+                block[:, n_numeric : n_numeric + n_indicators] = np.stack([m[rows] for m in indicators]).T
+            j = n_numeric + n_indicators
+            for codes, table in onehots:
+                block[:, j : j + table.shape[1]] = table[codes[rows]]
+                j += table.shape[1]
+        return out
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -141,6 +164,72 @@ class Preprocessor:
     @classmethod
     def from_json(cls, text: str) -> Preprocessor:
         return cls(**json.loads(text))
+
+
+class FrameColumns:
+    """A frame's columns as ``Preprocessor.transform`` reads them, each extracted once.
+
+    The values are exactly those of the pandas expressions the transform is defined by
+    (``frame[numeric].to_numpy(dtype=float)``, ``isna()``, ``astype(str)`` compared with each
+    vocabulary entry), but a categorical column is compared per distinct value rather than per
+    row: the rows' codes (``pd.factorize``) index a small (distinct values x vocabulary) table.
+    Columns whose dtype could make hashing merge values that ``astype(str)`` tells apart (floats:
+    ``0.0``/``-0.0``; mixed objects: ``1``/``1.0``/``True``) take the row-by-row path.
+    """
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.n_rows = len(frame)
+        self._numeric: dict[str, np.ndarray] = {}
+        self._missing: dict[str, np.ndarray] = {}
+        self._categories: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def numeric(self, name: str) -> np.ndarray:
+        """The column as float64 (NaN = missing); callers must not write into it."""
+        if name not in self._numeric:
+            column = self.frame[name]
+            if isinstance(column.dtype, np.dtype) and column.dtype.kind in "fiub":
+                values = column.to_numpy(dtype=float)
+            else:  # extension dtypes: the frame-level conversion the transform is defined by
+                values = self.frame[[name]].to_numpy(dtype=float)[:, 0]
+            self._numeric[name] = values
+        return self._numeric[name]
+
+    def missing(self, name: str) -> np.ndarray:
+        if name not in self._missing:
+            self._missing[name] = self.frame[name].isna().to_numpy(dtype=bool)
+        return self._missing[name]
+
+    def categories(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, values)``: ``values[codes]`` equals ``frame[name].astype(str).to_numpy()``."""
+        if name not in self._categories:
+            column = self.frame[name]
+            if _hash_safe(column):
+                codes, uniques = pd.factorize(column)
+                values = pd.Series(uniques, dtype=column.dtype).astype(str).to_numpy()
+                missing = np.flatnonzero(codes < 0)
+                if missing.size:  # missing rows: what astype(str) makes of the first of them
+                    values = np.concatenate([values, column.iloc[missing[:1]].astype(str).to_numpy()])
+                    codes = np.where(codes < 0, len(values) - 1, codes)
+            else:
+                values = column.astype(str).to_numpy()
+                codes = np.arange(len(values))
+            self._categories[name] = (codes, values)
+        return self._categories[name]
+
+
+def _hash_safe(column: pd.Series) -> bool:
+    """Whether equal hashes mean equal ``astype(str)`` results for this column's values."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _hash_safe(pd.Series(dtype.categories))
+    if isinstance(dtype, pd.StringDtype):
+        return True
+    if isinstance(dtype, np.dtype) and dtype.kind in "iub":
+        return True
+    if isinstance(dtype, np.dtype) and dtype.kind == "O":
+        return pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty")
+    return False
 
 
 def merge_summaries(summaries: Sequence[FeatureSummary], schema: TabularSchema) -> Preprocessor:

@@ -31,10 +31,14 @@ def render_vertical_page(name: str) -> None:
     except ConsortiaError as exc:
         st.error(f"These settings cannot run: {exc}")
         return
-    run, data, own = st.tabs(["Run", "Data", "Use your own data"])
+    run, data, own, newcomer = st.tabs(["Run", "Data", "Use your own data", "New institution"])
     with run:
         widgets.run_tab(vertical, config)
     with data:
         widgets.data_tab(vertical, config)
     with own:
         widgets.upload_tab(vertical, settings)
+    with newcomer:
+        from consortia.demo.views.transfer import transfer_tab
+
+        transfer_tab(vertical, config)

@@ -27,7 +27,9 @@ import numpy as np
 import pandas as pd
 
 N_BINS = 1 << 16
-LOGIT_RANGE = 16.0
+#: float64 scores resolve logits up to about +-37 (1 - 1e-16); a narrower range put every saturated score of a
+#: diverged model into the end bins, where ranking by class means made it look good (AUPRC 0.80 for 0.02)
+LOGIT_RANGE = 40.0
 #: array names in a histogram's flat form (an ArrayRecord on the wire)
 _FIXED = ("bin", "label", "count", "score_sum")
 
@@ -37,8 +39,53 @@ def score_bins(p: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), 1e-300, 1.0)
     with np.errstate(divide="ignore"):
         logit = np.log(p) - np.log1p(-np.minimum(p, 1 - 1e-16))
+    logit = np.where(p >= 1.0, LOGIT_RANGE, logit)  # a score of exactly 1 belongs in the last bin
     scaled = (np.clip(logit, -LOGIT_RANGE, LOGIT_RANGE) + LOGIT_RANGE) / (2 * LOGIT_RANGE)
     return np.minimum((scaled * n_bins).astype(np.int64), n_bins - 1)
+
+
+class KeyGroups:
+    """Rows grouped by an integer key: the sorted distinct keys and per-key sums in row order.
+
+    The same values as ``np.unique(keys, return_inverse=True)`` followed by ``np.bincount(inverse,
+    weights)``, bit for bit (``bincount`` adds each key's weights in row order either way), but
+    when the keys span a range not much wider than their number (a model's scores fill a band of
+    bins; merged institutions fill it densely) it counts into that range directly instead of sorting.
+    """
+
+    #: a dense range up to this many times the number of rows (plus a floor) beats a sort
+    DENSE_FACTOR = 4
+    DENSE_FLOOR = 4096
+
+    def __init__(self, keys: np.ndarray) -> None:
+        keys = np.asarray(keys, dtype=np.int64)
+        self._dense = False
+        if keys.size:
+            lo, hi = int(keys.min()), int(keys.max())
+            span = hi - lo + 1
+            if span <= self.DENSE_FACTOR * keys.size + self.DENSE_FLOOR:
+                self._dense = True
+                self._index = keys - lo
+                self._span = span
+                occurrences = np.bincount(self._index, minlength=span)
+                self._present = np.flatnonzero(occurrences)
+                self._occurrences = occurrences[self._present]
+                self.unique = self._present + lo
+                return
+        self.unique, self._index = np.unique(keys, return_inverse=True)
+        self._index = self._index.reshape(-1)
+
+    def count(self) -> np.ndarray:
+        """Rows per distinct key."""
+        if self._dense:
+            return self._occurrences.astype(np.int64)
+        return np.bincount(self._index, minlength=self.unique.size).astype(np.int64)
+
+    def sum(self, weights: np.ndarray) -> np.ndarray:
+        """``weights`` added per distinct key, in row order."""
+        if self._dense:
+            return np.bincount(self._index, weights=weights, minlength=self._span)[self._present]
+        return np.bincount(self._index, weights=weights, minlength=self.unique.size)
 
 
 @dataclass
@@ -62,16 +109,14 @@ class ScoreHistogram:
         y = np.asarray(y).astype(np.int64)
         p = np.asarray(p, dtype=np.float64)
         keys = score_bins(p, n_bins) * 2 + y
-        unique, inverse = np.unique(keys, return_inverse=True)
-        count = np.bincount(inverse, minlength=unique.size).astype(np.int64)
-        score_sum = np.bincount(inverse, weights=p, minlength=unique.size)
+        group = KeyGroups(keys)
+        count = group.count()
+        score_sum = group.sum(p)
         sums = {
-            name: np.bincount(
-                inverse, weights=np.nan_to_num(np.asarray(values, dtype=np.float64)), minlength=unique.size
-            )
+            name: group.sum(np.nan_to_num(np.asarray(values, dtype=np.float64)))
             for name, values in (columns or {}).items()
         }
-        return cls(unique // 2, unique % 2, count, score_sum, sums)
+        return cls(group.unique // 2, group.unique % 2, count, score_sum, sums)
 
     @property
     def n_rows(self) -> int:
@@ -117,15 +162,15 @@ def merge_histograms(histograms: list[ScoreHistogram]) -> ScoreHistogram:
     for h in histograms[1:]:
         columns &= set(h.column_sums)  # a column some institution lacks cannot be pooled
     keys = np.concatenate([h.bin.astype(np.int64) * 2 + h.label.astype(np.int64) for h in histograms])
-    unique, inverse = np.unique(keys, return_inverse=True)
+    group = KeyGroups(keys)
 
     def add(values: list[np.ndarray]) -> np.ndarray:
-        return np.bincount(inverse, weights=np.concatenate(values).astype(np.float64), minlength=unique.size)
+        return group.sum(np.concatenate(values).astype(np.float64))
 
     count = add([h.count for h in histograms]).round().astype(np.int64)
     return ScoreHistogram(
-        unique // 2,
-        unique % 2,
+        group.unique // 2,
+        group.unique % 2,
         count,
         add([h.score_sum for h in histograms]),
         {name: add([h.column_sums[name] for h in histograms]) for name in sorted(columns)},

@@ -25,14 +25,15 @@ own centralized model.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from consortia.config import ExperimentConfig
 from consortia.data.institutions import Federation, institution_seed
-from consortia.data.preprocessing import FeatureSummary, Preprocessor, merge_summaries
+from consortia.data.preprocessing import FeatureSummary, FrameColumns, Preprocessor, merge_summaries
 from consortia.federation.strategies import train_sample_size
 from consortia.learners import Learner, make_learner
 from consortia.verticals import Vertical
@@ -41,6 +42,8 @@ from consortia.verticals.base import TrainScores
 #: a trained model as a function of raw rows: probability of the positive class per row
 Predict = Callable[[pd.DataFrame], np.ndarray]
 Metrics = dict[str, float]
+#: one institution's preprocessed (x_train, y_train, x_test, y_test)
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def training_budget(config: ExperimentConfig) -> int:
@@ -97,18 +100,48 @@ def _learner(config: ExperimentConfig, vertical: Vertical, n_features: int) -> L
 
 
 def train_centralized(
-    federation: Federation, vertical: Vertical, config: ExperimentConfig, preprocessor: Preprocessor
+    federation: Federation,
+    vertical: Vertical,
+    config: ExperimentConfig,
+    preprocessor: Preprocessor,
+    arrays: Mapping[str, Arrays] | None = None,
 ) -> tuple[Learner, float]:
+    """One model on the pooled training rows; ``arrays``: each institution's rows already
+    transformed by ``preprocessor`` (the run's cached arrays), stacked instead of transformed again."""
     started = time.perf_counter()
-    pooled = pd.concat([inst.train for inst in federation.institutions.values()], ignore_index=True)
+    if arrays is not None:  # the same matrix as transforming the pooled rows: the transform is row-wise
+        x = np.concatenate([arrays[name][0] for name in federation.names])
+        y = np.concatenate([arrays[name][1] for name in federation.names])
+    else:
+        pooled = pd.concat([inst.train for inst in federation.institutions.values()], ignore_index=True)
+        x, y = preprocessor.transform(pooled), pooled[federation.schema.target].to_numpy(dtype=int)
     learner = _learner(config, vertical, preprocessor.n_features)
-    learner.fit(
-        preprocessor.transform(pooled),
-        pooled[federation.schema.target].to_numpy(dtype=int),
-        epochs=training_budget(config),
-        seed=institution_seed(config.seed, "centralized"),
-    )
+    learner.fit(x, y, epochs=training_budget(config), seed=institution_seed(config.seed, "centralized"))
     return learner, time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """One institution's local-only model, with its own preprocessor and its transformed training rows."""
+
+    learner: Learner
+    preprocessor: Preprocessor
+    x_train: np.ndarray
+
+
+def train_local(federation: Federation, vertical: Vertical, config: ExperimentConfig, name: str) -> LocalModel:
+    """Institution ``name`` alone: its own statistics, its own rows, the federation's budget."""
+    inst = federation.institutions[name]
+    own = merge_summaries([FeatureSummary.from_frame(inst.train, federation.schema)], federation.schema)
+    learner = _learner(config, vertical, own.n_features)
+    x_train = own.transform(inst.train)
+    learner.fit(
+        x_train,
+        inst.train[federation.schema.target].to_numpy(dtype=int),
+        epochs=training_budget(config),
+        seed=institution_seed(config.seed, name, 0),
+    )
+    return LocalModel(learner, own, x_train)
 
 
 def train_local_only(
@@ -116,26 +149,70 @@ def train_local_only(
 ) -> tuple[dict[str, tuple[Learner, Preprocessor]], float]:
     started = time.perf_counter()
     models = {}
-    for name, inst in federation.institutions.items():
-        own = merge_summaries([FeatureSummary.from_frame(inst.train, federation.schema)], federation.schema)
-        learner = _learner(config, vertical, own.n_features)
-        learner.fit(
-            own.transform(inst.train),
-            inst.train[federation.schema.target].to_numpy(dtype=int),
-            epochs=training_budget(config),
-            seed=institution_seed(config.seed, name, 0),
-        )
-        models[name] = (learner, own)
+    for name in federation.names:
+        local = train_local(federation, vertical, config, name)
+        models[name] = (local.learner, local.preprocessor)
     return models, time.perf_counter() - started
 
 
-def score(learner: Learner, preprocessor: Preprocessor, frame: pd.DataFrame) -> np.ndarray:
+def score(learner: Learner, preprocessor: Preprocessor, frame: pd.DataFrame | FrameColumns) -> np.ndarray:
     return learner.predict_proba(preprocessor.transform(frame))
 
 
-def predictor(learner: Learner, preprocessor: Preprocessor) -> Predict:
+@dataclass(frozen=True)
+class Scorer:
+    """A learner and the preprocessor it was trained behind: a ``Predict`` whose parts the
+    baselines can reach, to score the run's cached arrays instead of transforming rows again."""
+
+    learner: Learner
+    preprocessor: Preprocessor
+
+    def __call__(self, frame: pd.DataFrame) -> np.ndarray:
+        return score(self.learner, self.preprocessor, frame)
+
+
+def predictor(learner: Learner, preprocessor: Preprocessor) -> Scorer:
     """A learner and the preprocessor it was trained behind, as a function of raw rows."""
-    return lambda frame: score(learner, preprocessor, frame)
+    return Scorer(learner, preprocessor)
+
+
+@dataclass
+class CentralScores:
+    """The centralized model's scores, each split scored once."""
+
+    per_institution: dict[str, np.ndarray]
+    pooled_test: np.ndarray
+    pooled_train: np.ndarray | None  # only for verticals that tune on training rows
+
+
+def central_scores(
+    federation: Federation,
+    centralized: Predict,
+    pooled_test: pd.DataFrame,
+    tunes_on_train: bool,
+    arrays: Mapping[str, Arrays] | None,
+) -> CentralScores:
+    """Score the centralized model on every test split, the pooled one and (if needed) the pooled
+    training rows; with a ``Scorer``, on transformed arrays (``arrays``, or each institution
+    transformed once here) rather than on raw rows transformed again for every split."""
+    names = federation.names
+    institutions = federation.institutions
+    if not isinstance(centralized, Scorer):  # a plain function of raw rows
+        pooled_train = pd.concat([institutions[n].train for n in names], ignore_index=True) if tunes_on_train else None
+        return CentralScores(
+            {name: centralized(institutions[name].test) for name in names},
+            centralized(pooled_test),
+            None if pooled_train is None else centralized(pooled_train),
+        )
+    if arrays is None:
+        target = federation.schema.target
+        arrays = {name: institutions[name].arrays(centralized.preprocessor, target) for name in names}
+    predict = centralized.learner.predict_proba
+    return CentralScores(
+        {name: predict(arrays[name][2]) for name in names},
+        predict(np.concatenate([arrays[name][2] for name in names])),
+        predict(np.concatenate([arrays[name][0] for name in names])) if tunes_on_train else None,
+    )
 
 
 def compare_baselines(
@@ -145,44 +222,63 @@ def compare_baselines(
     centralized: Predict,
     timings: dict[str, float],
     budget: dict[str, dict[str, float]] | None = None,
+    arrays: Mapping[str, Arrays] | None = None,
 ) -> tuple[dict[str, dict[str, Metrics]], dict[str, Metrics]]:
     """Centralized (given) and local-only (trained here) on every test split and the pooled one.
 
     Returns ``(per_institution, pooled)``: institution -> mode -> metrics, mode -> metrics.
     Pooled local-only is the mean over institutions of each local model on all test rows.
-    ``budget`` (if given) gets local-only's model size.
+    ``budget`` (if given) gets local-only's model size. ``arrays``: the run's cached arrays under
+    the centralized model's preprocessor (``consortia.data.consortium.federation_arrays``).
+
+    Each model scores each split once, and each split is read into arrays once: the pooled test
+    rows' columns are extracted once (``FrameColumns``) for every local model's preprocessor.
+    ``timings`` gets ``local_only_s`` (training the local models) and ``baselines_scoring_s``
+    (scoring and metrics of both baselines).
     """
+    scoring_started = time.perf_counter()
     target = federation.schema.target
     institutions = federation.institutions
     pooled_test = pd.concat([i.test for i in institutions.values()], ignore_index=True)
-    pooled_train = pd.concat([i.train for i in institutions.values()], ignore_index=True)
     y_pooled = pooled_test[target].to_numpy(dtype=int)
+    # what the vertical's metrics read of the pooled rows, sliced once rather than per model
+    metric_frame = pooled_test[[c for c in vertical.metric_columns if c in pooled_test.columns]]
+    pooled_columns = FrameColumns(pooled_test)  # read once for every local model's preprocessor
 
-    def train_scores(predict: Predict, frame: pd.DataFrame) -> TrainScores | None:
-        # only for verticals that tune an operating point on the model's own training rows
-        if not vertical.tunes_on_train:
-            return None
-        return frame[target].to_numpy(dtype=int), predict(frame)
-
-    central_train = train_scores(centralized, pooled_train)
+    central = central_scores(federation, centralized, pooled_test, vertical.tunes_on_train, arrays)
+    central_train: TrainScores | None = None
+    if central.pooled_train is not None:  # only for verticals that tune on training rows
+        y_pooled_train = np.concatenate([i.train[target].to_numpy(dtype=int) for i in institutions.values()])
+        central_train = y_pooled_train, central.pooled_train
     pooled: dict[str, Metrics] = {
-        "centralized": vertical.evaluate(y_pooled, centralized(pooled_test), frame=pooled_test, train=central_train)
+        "centralized": vertical.evaluate(y_pooled, central.pooled_test, frame=metric_frame, train=central_train)
     }
-    local_models, timings["local_only_s"] = train_local_only(federation, vertical, config)
-    if budget is not None:
-        budget["local_only"] = sizes_over_institutions([model_size(m, config) for m, _ in local_models.values()])
+    training_s = 0.0
+    sizes = []
     per_institution: dict[str, dict[str, Metrics]] = {}
     local_on_pooled = []
     for name, inst in institutions.items():
+        t0 = time.perf_counter()
+        local = train_local(federation, vertical, config, name)
+        training_s += time.perf_counter() - t0
+        sizes.append(model_size(local.learner, config))
         y = inst.test[target].to_numpy(dtype=int)
-        local = predictor(*local_models[name])
-        own_train = train_scores(local, inst.train)
+        own_train: TrainScores | None = None
+        if vertical.tunes_on_train:  # its own training rows, already transformed for fitting
+            own_train = inst.train[target].to_numpy(dtype=int), local.learner.predict_proba(local.x_train)
         per_institution[name] = {
-            "centralized": vertical.evaluate(y, centralized(inst.test), frame=inst.test, train=central_train),
-            "local_only": vertical.evaluate(y, local(inst.test), frame=inst.test, train=own_train),
+            "centralized": vertical.evaluate(y, central.per_institution[name], frame=inst.test, train=central_train),
+            "local_only": vertical.evaluate(
+                y, score(local.learner, local.preprocessor, inst.test), frame=inst.test, train=own_train
+            ),
         }
-        local_on_pooled.append(vertical.evaluate(y_pooled, local(pooled_test), frame=pooled_test, train=own_train))
+        on_pooled = score(local.learner, local.preprocessor, pooled_columns)
+        local_on_pooled.append(vertical.evaluate(y_pooled, on_pooled, frame=metric_frame, train=own_train))
+    if budget is not None:
+        budget["local_only"] = sizes_over_institutions(sizes)
     pooled["local_only"] = {key: mean_ignoring_nan([m[key] for m in local_on_pooled]) for key in local_on_pooled[0]}
+    timings["local_only_s"] = training_s
+    timings["baselines_scoring_s"] = time.perf_counter() - scoring_started - training_s
     return per_institution, pooled
 
 

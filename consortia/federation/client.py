@@ -21,6 +21,8 @@ deployment); ``overrides`` bake a config in for engines that start the app from 
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,14 @@ from consortia.data.consortium import institution_arrays, node_institution
 from consortia.data.institutions import Federation, InstitutionData, institution_seed
 from consortia.errors import ConfigError
 from consortia.evaluation.pooled import ScoreHistogram
+from consortia.federation.algorithms import LocalTask, train_locally
+from consortia.federation.attacks import attack_mod, poison_rows
+from consortia.federation.local_baseline import answer_local_baseline
+from consortia.federation.secure.client import secure_read_mods, secure_train_mods
+from consortia.federation.secure.he import CONTEXT, public_context_of
+from consortia.federation.secure.node import keep_histograms, secure_sum_vector
+from consortia.federation.secure.secagg import SECURE_SUM
+from consortia.federation.stragglers import straggler_mod
 from consortia.learners import Learner, make_learner, require
 from consortia.privacy.disclosure import DisclosurePolicy
 from consortia.privacy.dp import (
@@ -46,13 +56,14 @@ from consortia.privacy.dp import (
     within_budget,
 )
 from consortia.privacy.dpsgd import fit_dp_sgd
+from consortia.privacy.secure_sum import layout_summary
 from consortia.verticals import Vertical, get_vertical
 from consortia.verticals.base import TrainScores
 
 SUMMARY = "query.summary"
 FINETUNE = "evaluate.finetune"
 #: handler names accepted in ``build_client_app(mods=...)``
-HANDLERS = ("summary", "train", "evaluate", "finetune")
+HANDLERS = ("summary", "train", "evaluate", "finetune", "local_baseline")
 #: the ``finetune`` seed's salt: distinct from every round number
 FINETUNE_SALT = 10**6
 
@@ -101,16 +112,40 @@ class Job:
         return self.policy.allows_rows(bool(self.request.get("report-scores", False)))
 
 
+#: fingerprints of the parsed run configs, by identity (``run_config`` returns one object per run)
+_FINGERPRINTS: OrderedDict[int, tuple[ExperimentConfig, str]] = OrderedDict()
+_FINGERPRINTS_LOCK = threading.Lock()
+
+
+def run_fingerprint(config: ExperimentConfig) -> str:
+    """``config.fingerprint()`` once per run, not twice per message: ``run_config`` hands every
+    message of a run the same cached config object, which nothing modifies (the cache shares it).
+    The entry keeps the config alive, so its ``id`` is not reused while cached."""
+    key = id(config)
+    with _FINGERPRINTS_LOCK:
+        entry = _FINGERPRINTS.get(key)
+        if entry is not None and entry[0] is config:
+            _FINGERPRINTS.move_to_end(key)
+            return entry[1]
+    fingerprint = config.fingerprint()
+    with _FINGERPRINTS_LOCK:
+        _FINGERPRINTS[key] = (config, fingerprint)
+        while len(_FINGERPRINTS) > 16:  # as many runs as _parse_config keeps
+            _FINGERPRINTS.popitem(last=False)
+    return fingerprint
+
+
 def prepare(message: Message, context: Context, overrides: Mapping[str, Any]) -> Job:
     """This node's institution and a learner holding the parameters the message carries."""
     config = run_config(context, overrides)
+    fingerprint = run_fingerprint(config)
     vertical = get_vertical(config.vertical)
-    federation, institution = node_institution(config, vertical, context.node_config)
+    federation, institution = node_institution(config, vertical, context.node_config, fingerprint)
     request = message.content.config_records["config"]
     data_path = context.node_config.get("data-path")
     x_train, y_train, x_test, y_test = institution_arrays(
         config, vertical, institution.name, str(request["preprocessor"]),
-        None if data_path is None else str(data_path),
+        None if data_path is None else str(data_path), fingerprint,
     )  # fmt: skip
     learner = make_learner(
         config.model,
@@ -129,14 +164,20 @@ def answer_summary(message: Message, context: Context, overrides: Mapping[str, A
     vertical = get_vertical(config.vertical)
     federation, institution = node_institution(config, vertical, context.node_config)
     policy = DisclosurePolicy.from_node_config(context.node_config)
+    if config.privacy.secure:  # the counts and sums follow as a secure sum: only the layout now
+        summary = layout_summary(institution.train, federation.schema, policy.min_category_count)
+    else:
+        summary = institution.summary(federation.schema, min_count=policy.min_category_count)
     reply = ConfigRecord(
         {
             "institution": institution.name,
-            "summary": institution.summary(federation.schema, min_count=policy.min_category_count).to_json(),
+            "summary": summary.to_json(),
             "n-train": len(institution.train),
             "n-test": len(institution.test),
         }
     )
+    if config.privacy.aggregation == "he":  # the public half of the consortium's key, for the server to add
+        reply[CONTEXT] = public_context_of(context)
     return Message(RecordDict({"summary": reply}), reply_to=message)
 
 
@@ -144,7 +185,14 @@ def answer_train(message: Message, context: Context, overrides: Mapping[str, Any
     job = prepare(message, context, overrides)
     server_round = int(job.request.get("server-round", 0))  # type: ignore[arg-type]
     seed = institution_seed(job.config.seed, job.institution.name, server_round)
-    if job.config.privacy.mechanism == "dp-sample":
+    key = f"{job.config.seed}:{job.institution.name}"  # a malicious node's own rows (consortia.federation.attacks)
+    job.x_train, job.y_train = poison_rows(context.node_config, job.x_train, job.y_train, key=key)
+    extra: dict[str, ArrayRecord] = {}  # records an algorithm's reply carries (SCAFFOLD's dc)
+    task = LocalTask(job.request, message, context, job.learner, job.x_train, job.y_train,
+                     job.config.local_epochs, seed, job.config.privacy.mechanism)  # fmt: skip
+    if (local := train_locally(task)) is not None:  # SCAFFOLD, FedMA, FedMeta (algorithms/)
+        info, extra = local.info, local.records
+    elif job.config.privacy.mechanism == "dp-sample":
         info = train_dp_sgd(job, server_round, seed)
     else:
         info = job.learner.fit(
@@ -155,7 +203,17 @@ def answer_train(message: Message, context: Context, overrides: Mapping[str, Any
             proximal_mu=float(job.request.get("proximal-mu", 0.0)),  # type: ignore[arg-type]
         )
     metrics = MetricRecord({"num-examples": len(job.y_train), **info, **equal_weight(job.config)})
-    content = RecordDict({"arrays": ArrayRecord(job.learner.get_parameters()), "metrics": metrics})
+    content = RecordDict({"arrays": ArrayRecord(job.learner.get_parameters()), "metrics": metrics, **extra})
+    return Message(content, reply_to=message)
+
+
+def answer_secure_sum(message: Message, context: Context, overrides: Mapping[str, Any]) -> Message:
+    """This institution's addend to a secure sum (summaries, histograms): SecAgg+ masks it."""
+    config = run_config(context, overrides)
+    federation, institution = node_institution(config, get_vertical(config.vertical), context.node_config)
+    request = message.content.config_records["config"]
+    vector = secure_sum_vector(str(request[SECURE_SUM]), request, context, federation, institution)
+    content = RecordDict({"arrays": ArrayRecord([vector]), "metrics": MetricRecord({"num-examples": 1})})
     return Message(content, reply_to=message)
 
 
@@ -191,6 +249,8 @@ def answer_evaluate(message: Message, context: Context, overrides: Mapping[str, 
     content = RecordDict(
         {"metrics": MetricRecord({"num-examples": len(job.y_test), **metrics, **equal_weight(job.config)})}
     )
+    if job.config.privacy.secure:  # round histograms would show this institution's scores: none sent
+        return Message(content, reply_to=message)
     add_histograms(content, job, [proba], [train])
     if job.report_scores:
         content["scores"] = ArrayRecord([job.y_test.astype(np.float64), proba])
@@ -220,6 +280,10 @@ def answer_finetune(message: Message, context: Context, overrides: Mapping[str, 
             "identity": ConfigRecord({"institution": job.institution.name}),
         }
     )
+    if job.config.privacy.secure:  # kept for the secure sum the server asks next
+        keep_histograms(context, job.vertical, job.institution, job.y_test, [global_proba, tuned_proba],
+                        [global_train, tuned_train])  # fmt: skip
+        return Message(content, reply_to=message)
     add_histograms(content, job, [global_proba, tuned_proba], [global_train, tuned_train])
     if job.report_scores:
         content["scores"] = ArrayRecord([job.y_test.astype(np.float64), global_proba, tuned_proba])
@@ -235,14 +299,19 @@ def add_histograms(
     test = job.institution.test
     columns = {c: test[c].to_numpy(dtype=np.float64) for c in job.vertical.metric_columns if c in test.columns}
     for i, proba in enumerate(test_scores, start=1):
-        histogram = ScoreHistogram.from_scores(job.y_test, proba, columns)
-        content[f"histogram.test.{i}"] = ArrayRecord(array_dict={k: Array(v) for k, v in histogram.to_arrays().items()})
+        content[f"histogram.test.{i}"] = histogram_record(ScoreHistogram.from_scores(job.y_test, proba, columns))
     for i, scores in enumerate(train, start=1):
         if job.vertical.tunes_on_train and scores is not None:
-            histogram = ScoreHistogram.from_scores(*scores)
-            content[f"histogram.train.{i}"] = ArrayRecord(
-                array_dict={k: Array(v) for k, v in histogram.to_arrays().items()}
-            )
+            content[f"histogram.train.{i}"] = histogram_record(ScoreHistogram.from_scores(*scores))
+
+
+def histogram_record(histogram: ScoreHistogram) -> ArrayRecord:
+    """The histogram's arrays as a record, each serialised once (``ArrayRecord(array_dict=...)``
+    would build every Array a second time)."""
+    record = ArrayRecord()
+    for name, values in histogram.to_arrays().items():
+        record[name] = Array(values)
+    return record
 
 
 def add_metric_inputs(content: RecordDict, job: Job, train: Sequence[TrainScores | None]) -> None:
@@ -290,17 +359,33 @@ def build_client_app(
 
     # clipping for client-level DP: on the train handler only, innermost (it sees the update as trained)
     clipping = client_clipping_mod(lambda context: run_config(context, fixed).privacy)
+    attack = attack_mod(lambda context: run_config(context, fixed).seed)  # a malicious node ignores clipping
 
-    @app.train(mods=[*per_handler.get("train", []), clipping])
+    # secure aggregation outside the training mods: SecAgg+ masks (HE encrypts) what they produced; the
+    # caller's mods (node config, recorders) outermost, so they see what really leaves the node
+    secure = secure_train_mods(
+        lambda context: run_config(context, fixed).privacy.aggregation,
+        lambda message, context: answer_secure_sum(message, context, fixed),
+    )
+
+    straggle = straggler_mod(lambda context: run_config(context, fixed).seed)  # compute-slowdown, failure-rate
+
+    @app.train(mods=[*per_handler.get("train", []), straggle, *secure, attack, clipping])
     def train(message: Message, context: Context) -> Message:
         return answer_train(message, context, fixed)
 
-    @app.evaluate(mods=per_handler.get("evaluate"))
+    read = secure_read_mods(lambda context: run_config(context, fixed).privacy.aggregation)
+
+    @app.evaluate(mods=[*per_handler.get("evaluate", []), *read])
     def evaluate(message: Message, context: Context) -> Message:
         return answer_evaluate(message, context, fixed)
 
-    @app.evaluate("finetune", mods=per_handler.get("finetune"))
+    @app.evaluate("finetune", mods=[*per_handler.get("finetune", []), *read])
     def finetune(message: Message, context: Context) -> Message:
         return answer_finetune(message, context, fixed)
+
+    @app.train("local_baseline", mods=per_handler.get("local_baseline"))  # deployments; no train mods
+    def local_baseline(message: Message, context: Context) -> Message:
+        return answer_local_baseline(message, context, fixed)
 
     return app

@@ -36,14 +36,20 @@ from consortia.data.preprocessing import FeatureSummary, Preprocessor, merge_sum
 from consortia.errors import ConfigError, FederationError
 from consortia.evaluation.pooled import ScoreHistogram, merge_histograms
 from consortia.federation.client import FINETUNE, SUMMARY, run_config
+from consortia.federation.deadline import DeadlineGrid, reports_dropped
 from consortia.federation.grids import MinimumNodesGrid, RecordingGrid
+from consortia.federation.local_baseline import collect_local_baselines
 from consortia.federation.private_rounds import RoundsPrivacy, stopped_note
+from consortia.federation.secure import check_secure, round_grid, secure_pooled_histograms, secure_summary
+from consortia.federation.secure.he import HEGrid
+from consortia.federation.secure.node import histogram_names
 from consortia.federation.strategies import build_strategy
 from consortia.federation.strategies.managed import ManagedStrategy
 from consortia.learners import make_learner
 from consortia.privacy.dp import EPSILON_KEY, EQUAL_WEIGHT_KEY, check_privacy
 from consortia.runs.folder import Checkpoint, RunFolder
 from consortia.runs.results import (
+    DROPPED_KEY,
     WEIGHT_KEY,
     FederatedOutcome,
     RoundRecord,
@@ -67,6 +73,8 @@ class ServerHooks:
     #: from score histograms, as in a deployment
     report_scores: bool = False
     node_timeout_s: float = 120.0
+    #: deployments: ask every node for a local-only baseline (trained there if its node config agrees)
+    local_baselines: bool = False
 
 
 @dataclass
@@ -113,9 +121,16 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
     vertical = get_vertical(config.vertical)
     started = time.perf_counter()
     grid = recording = RecordingGrid(grid)  # what every institution's replies carried
-    consortium = agree_preprocessing(grid, config, vertical, hooks)
+    # under HE every phase's model travels encrypted; secure sums go straight to the recording grid
+    he_grid = HEGrid(recording, equal_weights=False) if config.privacy.aggregation == "he" else None
+    grid = he_grid or recording
+    consortium = agree_preprocessing(grid, config, vertical, hooks, sums=recording)
     rounds = train_rounds(grid, config, vertical, consortium, hooks)
-    per_institution, pooled = finetune_and_evaluate(grid, config, vertical, consortium, rounds, hooks)
+    per_institution, pooled = finetune_and_evaluate(grid, config, vertical, consortium, rounds, hooks, sums=recording)
+    if hooks.local_baselines:  # local-only models trained at the nodes that agree (consortia.federation.local_baseline)
+        nodes = sorted(recording.get_node_ids())
+        local = collect_local_baselines(recording, vertical, nodes, histogram_pooled_metrics, hooks.node_timeout_s)
+        local.merge_into(per_institution, pooled, rounds.notes)
     if config.run_dir:
         log = {consortium.names.get(node, f"node-{node}"): kinds for node, kinds in recording.log.items()}
         RunFolder(config.run_dir).write_disclosure(dict(sorted(log.items())))
@@ -123,17 +138,19 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
         rounds=rounds.history,
         per_institution=per_institution,
         pooled=pooled,
-        final_parameters=rounds.arrays.to_numpy_ndarrays(),
+        final_parameters=[] if he_grid is not None else rounds.arrays.to_numpy_ndarrays(),
         preprocessor=consortium.preprocessor,
         institution_sizes=consortium.sizes,
         seconds=time.perf_counter() - started,
         notes=rounds.notes,
+        encrypted_model=he_grid.encrypted_model() if he_grid is not None else None,
     )
 
 
 def check_servable(config: ExperimentConfig) -> None:
     """Refuse, before any node is asked anything, what this ServerApp cannot run as configured."""
     check_privacy(config)
+    check_secure(config)
     if config.model == "xgboost" and config.xgb_mode == "histogram":
         # there is no Flower strategy for it: the rounds would average booster bytes (FedAvg)
         raise ConfigError(
@@ -162,8 +179,13 @@ def strategy_for(
 
 
 # -- phase 1: summaries -------------------------------------------------------------------------
-def agree_preprocessing(grid: Grid, config: ExperimentConfig, vertical: Vertical, hooks: ServerHooks) -> Consortium:
-    """Only summaries travel; the server merges them into the consortium's preprocessor."""
+def agree_preprocessing(
+    grid: Grid, config: ExperimentConfig, vertical: Vertical, hooks: ServerHooks, sums: Grid | None = None
+) -> Consortium:
+    """Only summaries travel; the server merges them into the consortium's preprocessor.
+
+    Under the secured protocol the summaries are layouts (columns, category names) and the counts
+    and sums arrive as one SecAgg+ secure sum over ``sums``: the server learns consortium totals."""
     node_ids = wait_for_nodes(grid, config.institutions, hooks.node_timeout_s)
     replies = send_all(grid, node_ids, SUMMARY, RecordDict({"config": ConfigRecord()}))
     replies.sort(key=lambda msg: str(msg.content["summary"]["institution"]))  # merge order: institutions'
@@ -176,7 +198,11 @@ def agree_preprocessing(grid: Grid, config: ExperimentConfig, vertical: Vertical
         }
         for msg in replies
     }
-    preprocessor = merge_summaries(summaries, schema_from_summaries(vertical.schema, summaries))
+    schema = schema_from_summaries(vertical.schema, summaries)
+    if config.privacy.secure:
+        ordered = sorted(names, key=lambda node: names[node])  # institution order, as everywhere
+        summaries = [secure_summary(sums or grid, ordered, summaries, config, hooks.node_timeout_s)]
+    preprocessor = merge_summaries(summaries, schema)
     return Consortium(node_ids, names, sizes, preprocessor)
 
 
@@ -204,7 +230,7 @@ def train_rounds(
 
     def save_checkpoint(server_round: int, arrays: ArrayRecord) -> None:
         last["arrays"] = arrays
-        if folder is not None and server_round > 0:
+        if folder is not None and server_round > 0 and config.privacy.aggregation != "he":  # HE: a token
             folder.save_checkpoint(
                 done + server_round, arrays.to_numpy_ndarrays(), preprocessor,
                 [asdict(r) for r in log.history], strategy.state_dict(),
@@ -219,10 +245,21 @@ def train_rounds(
     num_rounds = min(config.rounds, privacy.rounds_allowed) - done  # record level: what every budget allows
     if num_rounds <= 0:
         return Rounds(initial, log.history, privacy.notes)
+    rounds_grid: Grid = MinimumNodesGrid(grid, config.min_institutions or config.institutions, hooks.node_timeout_s)
+    if config.privacy.aggregation == "plain":  # drop-outs recorded per round; a deadline drops late replies
+        rounds_grid = deadline = DeadlineGrid(
+            rounds_grid, config.round_deadline_s, names=consortium.names, minimum=config.min_institutions
+        )
+        log.dropped_of, log.report_dropped = deadline.dropped_in, reports_dropped(config)
     log.start()
     try:
         result: Result = strategy.start(
-            grid=MinimumNodesGrid(grid, config.min_institutions or config.institutions, hooks.node_timeout_s),
+            grid=round_grid(
+                rounds_grid,
+                config,
+                train_sizes,
+                seed=config.seed,
+            ),
             initial_arrays=initial,
             num_rounds=num_rounds,
             timeout=hooks.node_timeout_s * 10,
@@ -250,6 +287,10 @@ class RoundLog:
         self._started = time.perf_counter()
         #: ε spent so far (DP runs): recorded as ``privacy.epsilon`` in each round's metrics
         self.epsilon_of: Callable[[], float | None] | None = None
+        #: round -> institutions dropped (late or failed; consortia.federation.deadline), and whether
+        #: their count goes in the round's metrics (``participation.dropped``)
+        self.dropped_of: Callable[[int], list[str]] | None = None
+        self.report_dropped = False
 
     def start(self) -> None:
         self._started = time.perf_counter()
@@ -262,8 +303,11 @@ class RoundLog:
         epsilon = self.epsilon_of() if self.epsilon_of is not None else None
         if epsilon is not None:
             metrics[EPSILON_KEY] = epsilon
+        dropped = self.dropped_of(len(self.history) + 1) if self.dropped_of is not None else []
+        if self.report_dropped:
+            metrics[DROPPED_KEY] = float(len(dropped))
         now = time.perf_counter()
-        record = RoundRecord(len(self.history) + 1, metrics, now - self._started)
+        record = RoundRecord(len(self.history) + 1, metrics, now - self._started, dropped=dropped)
         self._started = now
         self.history.append(record)
         if self.hooks.on_round is not None:
@@ -319,8 +363,12 @@ def finetune_and_evaluate(
     consortium: Consortium,
     rounds: Rounds,
     hooks: ServerHooks,
+    sums: Grid | None = None,
 ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, float]]]:
-    """Each institution fine-tunes the final global model; both models' metrics come back."""
+    """Each institution fine-tunes the final global model; both models' metrics come back.
+
+    Pooled metrics come from the institutions' score histograms: in their replies (plain), or as one
+    SecAgg+ secure sum over ``sums`` (secured: the server sees only the consortium's histogram)."""
     final = RecordDict({"arrays": rounds.arrays, "config": ConfigRecord(shared_config(consortium, hooks))})
     node_ids = consortium.node_ids
     if config.min_institutions is not None:  # nodes may have dropped out: ask those still here
@@ -335,7 +383,11 @@ def finetune_and_evaluate(
             mode: {k.split(".", 1)[1]: float(v) for k, v in metrics.items() if k.startswith(f"{mode}.")}  # type: ignore[arg-type]
             for mode in ("global", "finetuned")
         }
-    pooled = pooled_metrics([m.content for m in replies], vertical, columns=(1, 2))
+    if config.privacy.secure:
+        ordered = sorted((m.metadata.src_node_id for m in replies), key=lambda node: consortium.names.get(node, ""))
+        pooled = secure_pooled_metrics(sums or grid, ordered, vertical, config, hooks.node_timeout_s)
+    else:
+        pooled = pooled_metrics([m.content for m in replies], vertical, columns=(1, 2))
     return (
         {n: per_institution[n] for n in sorted(per_institution)},
         {"global": pooled.get(1, {}), "finetuned": pooled.get(2, {})},
@@ -369,6 +421,21 @@ def pooled_metrics(
     for c in columns:
         metrics = vertical.evaluate(y, np.concatenate([s[c] for s in scored]), frame=frame, train=train(c))
         pooled[c] = {k: float(v) for k, v in metrics.items()}
+    return pooled
+
+
+def secure_pooled_metrics(
+    grid: Grid, node_ids: list[int], vertical: Vertical, config: ExperimentConfig, timeout_s: float
+) -> dict[int, dict[str, float]]:
+    """Pooled metrics of the global (1) and fine-tuned (2) models from securely summed histograms."""
+    names = histogram_names(vertical)
+    columns = [names, names] + ([[], []] if vertical.tunes_on_train else [])
+    histograms = secure_pooled_histograms(grid, node_ids, columns, config, timeout_s)
+    pooled = {}
+    for c in (1, 2):
+        y, p, frame = histograms[c - 1].pseudo_rows()
+        train = histograms[c + 1].pseudo_rows()[:2] if vertical.tunes_on_train else None
+        pooled[c] = {k: float(v) for k, v in vertical.evaluate(y, p, frame=frame, train=train).items()}
     return pooled
 
 

@@ -70,6 +70,8 @@ class TorchLearner(EvaluateMixin):
         self._pos_weight: torch.Tensor | None = None
         self._proximal_mu = 0.0
         self._anchor: list[torch.Tensor] | None = None
+        self._correction: list[torch.Tensor] | None = None
+        self._correct_after_step = False
 
     @staticmethod
     def common_params(params: Params, *, lr: float, batch_size: int, weight_decay: float) -> dict[str, Any]:
@@ -169,6 +171,26 @@ class TorchLearner(EvaluateMixin):
         self._proximal_mu = float(proximal_mu)
         self._anchor = [p.detach().clone() for p in self.model.parameters()] if proximal_mu else None
 
+    def set_gradient_correction(self, correction: list[np.ndarray] | None, *, after_step: bool = False) -> None:
+        """Correct every optimizer step by ``correction`` (one array per parameter, in
+        ``get_parameters``' shapes) until cleared with ``None``: SCAFFOLD's ``c - c_i``.
+
+        Added to the gradient before the step, or (``after_step``) subtracted from the
+        parameters after it, scaled by ``lr``: the same for plain SGD, and for Adam the form in
+        which a correction estimated from parameter changes stays in the units it was measured in.
+        """
+        if correction is None:
+            self._correction = None
+            return
+        shapes = [tuple(p.shape) for p in self.model.parameters()]
+        if len(correction) != len(shapes):
+            raise ValueError(f"a gradient correction needs {len(shapes)} arrays, got {len(correction)}")
+        self._correction = [
+            torch.as_tensor(np.asarray(c), dtype=torch.float32, device=self.device).reshape(shape)
+            for c, shape in zip(correction, shapes, strict=True)
+        ]
+        self._correct_after_step = after_step
+
     def batches(
         self, X: np.ndarray, y: np.ndarray, *, seed: int, epochs: int = 1, batch_size: int | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -219,7 +241,16 @@ class TorchLearner(EvaluateMixin):
         optimizer = self.optimizer
         optimizer.zero_grad()
         loss.backward()
+        correction = self._correction
+        if correction is not None and not self._correct_after_step:
+            for p, c in zip(self.model.parameters(), correction, strict=True):
+                if p.grad is not None:
+                    p.grad.add_(c)
         optimizer.step()
+        if correction is not None and self._correct_after_step:
+            with torch.no_grad():
+                for p, c in zip(self.model.parameters(), correction, strict=True):
+                    p.sub_(self.lr * c)
         return float(loss.detach())
 
     def fit(

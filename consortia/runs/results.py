@@ -39,6 +39,9 @@ Aggregation = Literal["weighted_mean", "sum", "pooled_only"]
 COUNT_METRICS = ("num-examples",)
 #: the key that weighs a weighted mean (Flower's ``weighted_by_key``)
 WEIGHT_KEY = "num-examples"
+#: a round's count of institutions asked to train that did not contribute (late or failed;
+#: ``RoundRecord.dropped`` names them), in runs that tolerate drop-outs
+DROPPED_KEY = "participation.dropped"
 
 
 #: the keys of ``RunResult.summary["privacy"]`` (a stable contract, as ``summary`` is)
@@ -58,7 +61,7 @@ def metric_aggregation(
     add, pooled = set(additive) | set(COUNT_METRICS), set(pooled_only)
     rules: dict[str, Aggregation] = {}
     for name in names:
-        if name.startswith(("pooled.", "privacy.")):  # computed by the server (pooled rows, privacy accounting)
+        if name.startswith(("pooled.", "privacy.", "participation.")):  # computed by the server, not per institution
             continue
         rules[name] = "sum" if name in add else "pooled_only" if name in pooled else "weighted_mean"
     return rules
@@ -103,6 +106,8 @@ class RoundRecord:
     round: int
     metrics: dict[str, float]
     seconds: float
+    #: institutions asked to train this round that did not contribute: late for the deadline or failed
+    dropped: list[str] = field(default_factory=list)
 
 
 @dataclass

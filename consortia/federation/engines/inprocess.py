@@ -10,10 +10,11 @@ what a seed computes, and tests check that through this parameter.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from uuid import uuid4
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.serverapp import Grid
@@ -21,9 +22,13 @@ from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 from consortia.config import ExperimentConfig
+from consortia.config.stragglers import VIRTUAL_TIME_KEY, NodeProfile
+from consortia.federation.attacks import simulated_attacks
 from consortia.federation.client import build_client_app
 from consortia.federation.engines.collect import collecting
+from consortia.federation.secure.he import release_model, simulated_key
 from consortia.federation.server import ServerHooks, build_server_app
+from consortia.federation.stragglers import simulated_stragglers
 from consortia.privacy.disclosure import DISCLOSE_ROWS
 from consortia.runs.results import FederatedOutcome
 
@@ -39,6 +44,10 @@ class InProcessGrid(Grid):
     ``node_ids[i]`` is the id of the node serving ``node_configs[i]`` (default: consecutive ids
     from ``FIRST_NODE_ID``); ``get_node_ids`` lists them in ascending id order, as a SuperLink
     may, so ids that do not follow the partitions reorder the listing as they would under Ray.
+
+    Time is virtual: nothing sleeps, and ``reply_seconds`` is a reply's measured handler time x
+    its node's ``compute-slowdown`` (node config; ``consortia.config.stragglers``), what a round
+    deadline compares (``consortia.federation.deadline``). Nodes are told (``virtual-time``).
     """
 
     def __init__(
@@ -56,12 +65,16 @@ class InProcessGrid(Grid):
         self._run = Run.create_empty(run_id=run_id)
         self.contexts = {
             node_id: Context(
-                run_id=run_id, node_id=node_id, node_config=node_config,
+                run_id=run_id, node_id=node_id, node_config={**node_config, VIRTUAL_TIME_KEY: True},
                 state=RecordDict(), run_config=dict(run_config),
             )
             for node_id, node_config in zip(ids, node_configs, strict=True)
         }  # fmt: skip
         self._replies: dict[str, Message] = {}
+        self._slowdown = {
+            node: NodeProfile.from_node_config(c.node_config).slowdown for node, c in self.contexts.items()
+        }
+        self._seconds: dict[str, float] = {}  # reply message id -> virtual seconds (the latest push's replies)
 
     # -- Grid API --------------------------------------------------------------------------------
     def set_run(self, run: Run) -> None:
@@ -79,13 +92,20 @@ class InProcessGrid(Grid):
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         ids = []
+        self._seconds = {}
         for message in sorted(messages, key=lambda m: m.metadata.dst_node_id):
             message.metadata.__dict__["_message_id"] = str(uuid4())
             context = self.contexts[message.metadata.dst_node_id]
+            # Flower's strategies give every node the same RecordDict, and a node's mods change what they
+            # receive (SecAgg+ pops its stage, HE swaps ciphertexts for the model): each node gets its own
+            # records, as over a wire (the arrays' bytes are shared, never written)
+            message.content = detached(message.content)
             # A ClientApp exception propagates: in one process a failing institution is a bug
             # or bad data to fix, not a network event to tolerate.
+            started = time.perf_counter()
             reply = self.client_app(message, context)
             reply.metadata.__dict__["_message_id"] = str(uuid4())
+            self._seconds[reply.metadata.message_id] = (time.perf_counter() - started) * self._slowdown[context.node_id]
             self._replies[message.metadata.message_id] = reply
             ids.append(message.metadata.message_id)
         return ids
@@ -95,6 +115,25 @@ class InProcessGrid(Grid):
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         return self.pull_messages(self.push_messages(messages))
+
+    def reply_seconds(self, reply: Message) -> float | None:
+        """The virtual time ``reply`` took (measured x the node's slowdown); None if not a reply of the latest push."""
+        return self._seconds.get(reply.metadata.message_id)
+
+
+def detached(content: RecordDict) -> RecordDict:
+    """A copy of ``content`` whose records are new objects (no array data copied)."""
+    out = RecordDict()
+    for key, record in content.items():
+        if isinstance(record, ArrayRecord):
+            out[key] = ArrayRecord(dict(record.items()))
+        elif isinstance(record, ConfigRecord):
+            out[key] = ConfigRecord(dict(record))
+        elif isinstance(record, MetricRecord):
+            out[key] = MetricRecord(dict(record))
+        else:  # pragma: no cover - RecordDict holds only these three
+            out[key] = record
+    return out
 
 
 def run(
@@ -114,17 +153,28 @@ def run(
     server_app = build_server_app(hooks=server_hooks)
     # the simulated nodes' own policy: per-row scores only for the exact pooled-metrics check
     disclose = {DISCLOSE_ROWS: bool(server_hooks.report_scores)}
-    node_configs = [
-        {"partition-id": i, "num-partitions": config.institutions, **disclose} for i in range(config.institutions)
-    ]
-    grid = InProcessGrid(client_app or build_client_app(), node_configs, run_config, node_ids=node_ids)
-    start_server_task(grid)
-    server_context = Context(
-        run_id=grid.run.run_id, node_id=SUPERLINK_NODE_ID, node_config={},
-        state=RecordDict(), run_config=run_config,
-    )  # fmt: skip
-    server_app(grid, server_context)
-    return outcome[0]
+    attacked = simulated_attacks(config)  # simulated malicious members: their own node config
+    slow = simulated_stragglers(config)  # simulated slow or failing members: compute-slowdown, failure-rate
+    with simulated_key(config.privacy.aggregation) as (key, secret):  # HE: the institutions' shared key
+        node_configs = [
+            {
+                "partition-id": i,
+                "num-partitions": config.institutions,
+                **disclose,
+                **attacked.get(i, {}),
+                **slow.get(i, {}),
+                **key,
+            }
+            for i in range(config.institutions)
+        ]
+        grid = InProcessGrid(client_app or build_client_app(), node_configs, run_config, node_ids=node_ids)
+        start_server_task(grid)
+        server_context = Context(
+            run_id=grid.run.run_id, node_id=SUPERLINK_NODE_ID, node_config={},
+            state=RecordDict(), run_config=run_config,
+        )  # fmt: skip
+        server_app(grid, server_context)
+        return release_model(outcome[0], secret) if secret is not None else outcome[0]
 
 
 def start_server_task(grid: InProcessGrid) -> None:

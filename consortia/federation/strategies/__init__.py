@@ -64,6 +64,16 @@ def build_strategy(
             "strategy 'fedprox' without a proximal term is FedAvg: set --strategy-param proximal-mu=0.1 "
             f"(any value > 0; got {options.get('proximal_mu', 'none')})"
         )
+    plain_momentum = not options.get("server_momentum", 0.0) > 0 and options.get("server_learning_rate", 1.0) == 1.0
+    if name == "fedavgm" and plain_momentum:
+        # Flower's defaults (momentum 0, server learning rate 1) make it exactly FedAvg (the strategy
+        # contract test found it): momentum 0.9, the value of Hsu et al. 2019, unless one is given
+        options["server_momentum"] = 0.9
+    sampled = train_sample_size(num_institutions, fraction_train, min_available)
+    malicious = options.get("num_malicious_nodes", 0)
+    if name == "bulyan" and sampled < 4 * malicious + 3:  # Flower's Bulyan would skip every round, with a log line only
+        raise ConfigError(f"strategy 'bulyan' with num_malicious_nodes={malicious} needs {4 * malicious + 3} "
+                          f"institutions a round (4f + 3); a round trains {sampled}")  # fmt: skip
     available = min_available or num_institutions
     managed: dict[str, Any] = {
         "fraction_train": fraction_train,

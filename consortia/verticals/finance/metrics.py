@@ -42,11 +42,15 @@ def alert_threshold(y_train: np.ndarray, p_train: np.ndarray, max_fpr: float) ->
     stay within budget on the training rows. NaN without training negatives.
     """
     y_train = np.asarray(y_train).astype(int)
-    negatives = np.sort(np.asarray(p_train, dtype=float)[y_train == 0])[::-1]
+    negatives = np.asarray(p_train, dtype=float)[y_train == 0]
     if negatives.size == 0:
         return float("nan")
     allowed = int(np.floor(max_fpr * negatives.size + 1e-9))
-    return float(negatives[allowed]) if allowed < negatives.size else float("-inf")
+    if allowed >= negatives.size:
+        return float("-inf")
+    # the (allowed+1)-th largest score: a partition, not a full sort (the same value)
+    kth = negatives.size - 1 - allowed
+    return float(np.partition(negatives, kth)[kth])
 
 
 def flagged_at(p: np.ndarray, threshold: float) -> np.ndarray:
@@ -91,10 +95,11 @@ def make_metrics(review_cost: float = REVIEW_COST, alert_fpr: float = ALERT_FPR)
         if frame is not None and AMOUNT_COLUMN in frame.columns:
             amount = frame[AMOUNT_COLUMN].to_numpy(dtype=float)
             saved, share = money_saved(y, p, np.nan_to_num(amount), review_cost, threshold)
+        curve = m.RankCurve.of(y, p)  # one sort for the three ranking metrics
         return {
-            "auprc": m.auprc(y, p),
-            "auroc": m.auroc(y, p),
-            f"recall_at_{alert_fpr * 100:g}pct_fpr": m.tpr_at_fpr(y, p, alert_fpr),
+            "auprc": m.auprc(y, p, curve),
+            "auroc": m.auroc(y, p, curve),
+            f"recall_at_{alert_fpr * 100:g}pct_fpr": m.tpr_at_fpr(y, p, alert_fpr, curve),
             "money_saved": saved,
             "money_saved_share": share,
             "alert_threshold": threshold,

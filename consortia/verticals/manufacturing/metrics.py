@@ -31,9 +31,10 @@ def manufacturing_metrics(
     p = np.asarray(p, dtype=float)
     threshold = f1_threshold(*train) if train is not None else float("nan")
     tuned = not np.isnan(threshold)
+    curve = m.RankCurve.of(y, p)  # one sort for both ranking metrics
     return {
-        "auprc": m.auprc(y, p),
-        "auroc": m.auroc(y, p),
+        "auprc": m.auprc(y, p, curve),
+        "auroc": m.auroc(y, p, curve),
         "f1": m.f1_at(y, p, threshold) if tuned else float("nan"),
         "mcc": m.mcc_at(y, p, threshold) if tuned else float("nan"),
         "threshold": threshold,

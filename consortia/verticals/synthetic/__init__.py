@@ -40,7 +40,8 @@ def generate(n_institutions: int = 10, rows: int = 50_000, seed: int = 0) -> pd.
 
 
 def synthetic_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    return {"auroc": m.auroc(y, p), "auprc": m.auprc(y, p), "accuracy": m.accuracy(y, p)}
+    curve = m.RankCurve.of(y, p)  # one sort for both ranking metrics
+    return {"auroc": m.auroc(y, p, curve), "auprc": m.auprc(y, p, curve), "accuracy": m.accuracy(y, p)}
 
 
 VERTICAL = Vertical(

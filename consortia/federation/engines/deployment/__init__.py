@@ -25,11 +25,15 @@ from consortia.config import ExperimentConfig
 from consortia.errors import ConfigError, FederationError
 from consortia.federation.engines.deployment import commands as cmd
 from consortia.federation.engines.deployment.certs import generate_node_key, generate_tls
-from consortia.runs.folder import RunFolder
+from consortia.federation.local_baseline import NODE_FLAG
+from consortia.federation.secure.he import release_model, simulated_key
+from consortia.runs.folder import OUTCOME, RunFolder
 from consortia.runs.results import FederatedOutcome
 
 APP_DIR = Path(__file__).resolve().parent / "fab"
 CONNECTION = "consortia-local"
+#: how often ``wait`` asks for a run's status while its outcome file has not appeared
+STATUS_EVERY_S = 10.0
 
 
 @dataclass
@@ -48,6 +52,13 @@ class LocalFederation:
     tls: bool = True
     node_auth: bool = True
     host: str = "127.0.0.1"
+    #: Consortia's SuperNode launcher: one warm ClientApp process per node, prompt polling (node.py);
+    #: False runs Flower's plain ``flower-supernode`` (a new ClientApp process per message, 3 s polls)
+    warm: bool = True
+    #: node-config entries every SuperNode sets for itself besides its ``data-path``
+    node_config: dict[str, bool | int | str] = field(default_factory=dict)
+    #: per node (its file's stem): entries over ``node_config``, e.g. one institution's ``local-baseline``
+    node_configs: dict[str, dict[str, bool | int | str]] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -78,25 +89,39 @@ class LocalFederation:
             files = generate_tls(self.workdir / "certs", hosts=("localhost", self.host))
             self.tls_files = cmd.Tls(files.ca_cert, files.server_cert, files.server_key)
         cmd.write_connection(self.flwr_home, CONNECTION, self.address, self.tls_files)
-        self._spawn("superlink", cmd.superlink_command(
-            host=self.host, port=self.port, tls=self.tls_files, node_auth=self.node_auth,
-            database=self.workdir / "state.db",
-        ))  # fmt: skip
+        self._spawn(
+            "superlink",
+            cmd.superlink_command(
+                host=self.host,
+                port=self.port,
+                tls=self.tls_files,
+                node_auth=self.node_auth,
+            ),
+        )  # fmt: skip  (Flower's in-memory state: a local federation lives as long as its SuperLink)
         self._wait_for_port(self.port, ready_timeout_s)
-        for path in self.data_files:
-            self.start_node(path)
+        if self.node_auth:  # one `flwr supernode register` per node, all at once (each is a Python start)
+            keys = [generate_node_key(self.workdir / "keys", Path(p).stem) for p in self.data_files]
+            self.flwr_all([["supernode", "register", str(public), CONNECTION] for _, public in keys])
+            for path, (key, _) in zip(self.data_files, keys, strict=True):
+                self.start_node(path, key=key)
+        else:
+            for path in self.data_files:
+                self.start_node(path)
 
-    def start_node(self, data: Path, *, register: bool = True, max_retries: int | None = None) -> Process:
-        """One SuperNode for ``data``; with node auth its key is registered first (unless not)."""
+    def start_node(
+        self, data: Path, *, register: bool = True, max_retries: int | None = None, key: Path | None = None
+    ) -> Process:
+        """One SuperNode for ``data``; with node auth its key is made and registered first (unless
+        not), or ``key`` is one already registered."""
         name = Path(data).stem
-        key = None
-        if self.node_auth:
+        if self.node_auth and key is None:
             key, public = generate_node_key(self.workdir / "keys", name)
             if register:
                 self.flwr("supernode", "register", str(public), CONNECTION)
         process = self._spawn(f"node-{name}", cmd.supernode_command(
             superlink=self.address, data=data, port=cmd.free_port(self.host), tls=self.tls_files,
-            auth_key=key, host=self.host, max_retries=max_retries,
+            auth_key=key, host=self.host, max_retries=max_retries, warm=self.warm,
+            node_config={**self.node_config, **self.node_configs.get(name, {})},
         ))  # fmt: skip
         self.nodes[name] = process
         return process
@@ -146,6 +171,25 @@ class LocalFederation:
             raise FederationError(f"flwr {' '.join(args[:2])} failed: {(result.stdout + result.stderr).strip()[-800:]}")
         return result
 
+    def flwr_all(self, commands: list[list[str]], timeout_s: float = 120.0) -> None:
+        """Several ``flwr`` commands at once; FederationError with the first failure's output."""
+        running = [
+            subprocess.Popen([cmd.executable("flwr"), *args], env=self.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+            for args in commands
+        ]  # fmt: skip
+        failures = []
+        for args, popen in zip(commands, running, strict=True):
+            try:
+                output, _ = popen.communicate(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                output, _ = popen.communicate()
+            if popen.returncode != 0:
+                failures.append(f"flwr {' '.join(args[:2])} failed: {(output or '').strip()[-800:]}")
+        if failures:
+            raise FederationError(failures[0])
+
     def submit(self, config: ExperimentConfig, app_dir: str | Path = APP_DIR) -> str:
         """Start a run of ``config`` on the SuperLink; returns the run id.
 
@@ -166,10 +210,17 @@ class LocalFederation:
         return str(runs[0]["status"]) if runs else "unknown"
 
     def wait(self, run_id: str, run_dir: str | Path, timeout_s: float = 900.0) -> FederatedOutcome:
-        """Block until the run finishes; its outcome, or FederationError with the server's reason."""
+        """Block until the run finishes; its outcome, or FederationError with the server's reason.
+
+        The outcome file is looked for every 0.1 s; the run's status (a ``flwr ls``: a Python
+        start, seconds of CPU) is asked when it appears, and every 10 s meanwhile in case the run failed."""
         deadline = time.monotonic() + timeout_s
         folder = RunFolder(run_dir)
+        outcome_file = Path(run_dir) / OUTCOME
         while True:
+            ask_at = min(time.monotonic() + STATUS_EVERY_S, deadline)
+            while not outcome_file.is_file() and time.monotonic() < ask_at:
+                time.sleep(0.1)
             status = self.status(run_id)
             if status.startswith("finished"):
                 outcome = folder.read_outcome()
@@ -178,7 +229,8 @@ class LocalFederation:
                 raise FederationError(f"run {run_id} ended as '{status}': {self.server_log(run_id)}")
             if time.monotonic() > deadline:
                 raise FederationError(f"run {run_id} still '{status}' after {timeout_s:.0f} s")
-            time.sleep(2)
+            if outcome_file.is_file():  # written; the ServerApp is finishing
+                time.sleep(0.2)
 
     def server_log(self, run_id: str) -> str:
         try:
@@ -257,8 +309,15 @@ def run(config: ExperimentConfig, hooks: Any = None) -> FederatedOutcome:
     with tempfile.TemporaryDirectory(prefix="consortia-deploy-") as workdir:
         run_dir = config.run_dir or str(Path(workdir) / "run")
         deployed = config.model_copy(update={"run_dir": run_dir, "engine": "inprocess"})
-        with LocalFederation([Path(f) for f in config.data.files], Path(workdir) / "federation") as federation:
+        files = [Path(f) for f in config.data.files]
+        with (
+            simulated_key(config.privacy.aggregation) as (he_key, secret),  # HE: every node the same key file
+            # the files are the caller's own: every node agrees to train its local-only baseline
+            LocalFederation(files, Path(workdir) / "federation", node_config={NODE_FLAG: True, **he_key}) as federation,
+        ):
             outcome = federation.wait(federation.submit(deployed), run_dir)
+            if secret is not None:  # the ServerApp holds only the encrypted model: an institution decrypts it
+                outcome = release_model(outcome, secret)
     if hooks is not None and getattr(hooks, "on_round", None) is not None:
         for record in outcome.rounds:
             hooks.on_round(record)

@@ -2,14 +2,28 @@
 
 ``flwr run`` loads them by name (see ``[tool.flwr.app.components]`` in pyproject.toml). They
 are the very apps every other engine runs; the experiment comes from ``context.run_config``
-and each SuperNode finds its data through its node config's ``data-path``.
+and each SuperNode finds its data through its node config's ``data-path``. The ServerApp's
+Grid pulls replies with a backoff (``prompt.PromptGrid``) instead of Flower's fixed 3 s.
 """
 
 from __future__ import annotations
 
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
 from consortia.federation.client import build_client_app
+from consortia.federation.engines.deployment.prompt import PromptGrid, prompt_object_pulls
 from consortia.federation.server import ServerHooks, build_server_app
 
-#: a deployed server only sees metrics, never scores: pooled metrics stay empty there
-server_app = build_server_app(hooks=ServerHooks(report_scores=False, node_timeout_s=300.0))
+prompt_object_pulls()  # the ServerApp process pulls replies' objects 10 ms after a miss, not 1 s
+
+#: a deployed server only sees metrics and score histograms, never scores; it asks every node for a
+#: local-only baseline, which a node trains only if its node config says ``local-baseline=true``
+_server = build_server_app(hooks=ServerHooks(report_scores=False, node_timeout_s=300.0, local_baselines=True))
+server_app = ServerApp()
 client_app = build_client_app()
+
+
+@server_app.main()
+def _main(grid: Grid, context: Context) -> None:
+    _server(PromptGrid(grid), context)

@@ -90,15 +90,26 @@ def supernode_command(
     auth_key: str | Path | None = None,
     host: str = "127.0.0.1",
     max_retries: int | None = None,
+    warm: bool = False,
+    node_config: dict[str, bool | int | str] | None = None,
 ) -> list[str]:
-    """A SuperNode for one institution; its node config names only its own file."""
+    """A SuperNode for one institution; its node config names only its own file.
+
+    ``warm``: Consortia's launcher (``node.py``: Flower's SuperNode with one warm ClientApp
+    process and a prompt poll) instead of the plain ``flower-supernode``. ``node_config``:
+    further entries the institution sets for itself (e.g. ``{"local-baseline": True}``)."""
     data = Path(data).resolve()
     if not data.is_file():
         raise ConfigError(f"--data {data}: no such file")
     if '"' in str(data):
         raise ConfigError(f"--data {data}: the path may not contain double quotes")
-    argv = [executable("flower-supernode"), "--superlink", superlink, "--host", host, "--port", str(port),
-            "--node-config", f'data-path="{data}"']  # fmt: skip
+    entries: dict[str, bool | int | str] = {"data-path": str(data), **(node_config or {})}
+    for key, value in entries.items():
+        if not CONNECTION_NAME.fullmatch(key) or '"' in str(value):
+            raise ConfigError(f"node config {key}={value!r}: keys of letters, digits, '_' and '-'; no double quotes")
+    start = [sys.executable, "-m", NODE_MODULE] if warm else [executable("flower-supernode")]
+    argv = [*start, "--superlink", superlink, "--host", host, "--port", str(port),
+            "--node-config", " ".join(f"{k}={_toml_value(v)}" for k, v in entries.items())]  # fmt: skip
     if tls is None:
         argv.append("--insecure")
     else:
@@ -110,7 +121,17 @@ def supernode_command(
     return argv
 
 
+#: Consortia's SuperNode launcher (a warm ClientApp process, prompt polling)
+NODE_MODULE = "consortia.federation.engines.deployment.node"
+
 CONNECTION_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_value(value: bool | int | str) -> str:
+    """A node-config value as Flower parses it (``key=value`` pairs, TOML values)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int) else f'"{value}"'
 
 
 def check_connection_name(name: str) -> str:
