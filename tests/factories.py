@@ -17,3 +17,16 @@ def patients(n: int = 30, seed: int = 0) -> pd.DataFrame:
             "disease": np.arange(n) % 2,
         }
     )
+
+
+def hospital_files(folder, institutions: int = 3, rows: int = 900, seed: int = 11) -> list:
+    """One CSV per synthetic hospital in ``folder`` (what a deployment's SuperNodes each read)."""
+    from consortia.verticals import get_vertical
+
+    frame = get_vertical("healthcare").generate(institutions, rows, seed)
+    paths = []
+    for name, part in frame.groupby("hospital"):
+        path = folder / f"{name}.csv"
+        part.drop(columns=["hospital"]).to_csv(path, index=False)
+        paths.append(path)
+    return paths

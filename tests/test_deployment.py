@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from factories import hospital_files as write_hospital_files
 from reply_recorder import LOG_ENV
 from typer.testing import CliRunner
 
@@ -33,21 +34,13 @@ from consortia.federation.engines.deployment import APP_DIR, LocalFederation
 from consortia.federation.grids import MinimumNodesGrid
 from consortia.federation.local_baseline import LOCAL_BASELINE, NODE_FLAG
 from consortia.runs.folder import RunFolder
-from consortia.verticals import get_vertical
 
 ROUNDS = 3
 
 
 @pytest.fixture(scope="module")
 def hospital_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hospitals")
-    frame = get_vertical("healthcare").generate(3, 900, 11)
-    paths = []
-    for name, part in frame.groupby("hospital"):
-        path = folder / f"{name}.csv"
-        part.drop(columns=["hospital"]).to_csv(path, index=False)
-        paths.append(path)
-    return paths
+    return write_hospital_files(tmp_path_factory.mktemp("hospitals"))
 
 
 @pytest.fixture(scope="module")

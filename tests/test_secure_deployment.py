@@ -10,25 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from factories import hospital_files as write_hospital_files
 
 from consortia.config import ExperimentConfig
 from consortia.federation.engines.deployment import LocalFederation
 from consortia.federation.engines.inprocess import run as run_inprocess
 from consortia.federation.secure.he import HE_KEY, release_model
 from consortia.privacy.he import write_key_pair
-from consortia.verticals import get_vertical
 
 
 @pytest.fixture(scope="module")
 def hospital_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hospitals")
-    frame = get_vertical("healthcare").generate(3, 900, 11)
-    paths = []
-    for name, part in frame.groupby("hospital"):
-        path = folder / f"{name}.csv"
-        part.drop(columns=["hospital"]).to_csv(path, index=False)
-        paths.append(path)
-    return paths
+    return write_hospital_files(tmp_path_factory.mktemp("hospitals"))
 
 
 @pytest.fixture(scope="module")

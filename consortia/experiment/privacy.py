@@ -18,7 +18,10 @@ def privacy_record(config: ExperimentConfig, outcome: FederatedOutcome, institut
         "server_saw": server_sees(settings.aggregation, institution_noun),
     }
     if not settings.enabled:
-        return {**no_privacy(), **aggregation, "protects": protects("none", institution_noun)}
+        # "protects": with secure aggregation the updates are hidden, but nothing bounds what the model reveals
+        plain = protects("none", institution_noun)
+        none = "no differential privacy: the model itself is not protected" if settings.secure else plain
+        return {**no_privacy(), **aggregation, "protects": none}
     metrics = [r.metrics for r in outcome.rounds]
     return {
         "mechanism": settings.mechanism,
