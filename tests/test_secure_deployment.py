@@ -67,3 +67,21 @@ def test_deployed_secure_run_equals_the_inprocess_engine(
     for name, modes in local.per_institution.items():
         assert deployed.per_institution[name]["global"]["auroc"] == pytest.approx(modes["global"]["auroc"], abs=1e-3)
     assert deployed.pooled["global"]["auroc"] == pytest.approx(local.pooled["global"]["auroc"], abs=1e-3)
+
+
+def test_serve_node_takes_the_he_key_and_refuses_the_public_one(tmp_path, hospital_files):
+    from typer.testing import CliRunner
+
+    from consortia.cli import app
+
+    secret, public = write_key_pair(tmp_path / "keys")
+    runner = CliRunner()
+    ok = runner.invoke(
+        app, ["serve", "node", "--data", str(hospital_files[0]), "--insecure", "--he-key", str(secret), "--dry-run"]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert f'he-key="{secret.resolve()}"' in ok.output.replace("\n", "")
+    bad = runner.invoke(
+        app, ["serve", "node", "--data", str(hospital_files[0]), "--insecure", "--he-key", str(public), "--dry-run"]
+    )
+    assert bad.exit_code != 0 and "no secret key" in bad.output

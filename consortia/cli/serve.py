@@ -121,6 +121,12 @@ def node(
     insecure: Insecure = False,
     key: Annotated[Path | None, typer.Option(help="this node's private key (SuperNode authentication)")] = None,
     port: Annotated[int, typer.Option(help="local port for this node's ClientApp processes (one per node)")] = 9094,
+    warm: Annotated[
+        bool, typer.Option(help="one warm ClientApp process and a prompt poll (docs/deployment.md); --no-warm: plain")
+    ] = True,
+    he_key: Annotated[
+        Path | None, typer.Option(help="he-secret.ctx from `consortia serve certs --he` (for --secure-agg he)")
+    ] = None,
     dry_run: DryRun = False,
 ) -> None:
     """Start one institution's SuperNode (wraps flower-supernode)."""
@@ -129,7 +135,17 @@ def node(
     tls = _tls(certs, insecure, server=False)
     if key is not None and not key.is_file():
         raise ConfigError(f"--key {key}: no such file")
-    _exec(supernode_command(superlink=superlink, data=data, port=port, tls=tls, auth_key=key), dry_run)
+    node_config: dict[str, bool | int | str] = {}
+    if he_key is not None:
+        from consortia.federation.secure.he import HE_KEY
+        from consortia.privacy.he import read_secret_context
+
+        read_secret_context(he_key)  # a missing file or a public context: one line now, not at the first round
+        node_config[HE_KEY] = str(he_key.resolve())
+    command = supernode_command(
+        superlink=superlink, data=data, port=port, tls=tls, auth_key=key, warm=warm, node_config=node_config
+    )
+    _exec(command, dry_run)
 
 
 @serve_app.command()
