@@ -192,6 +192,7 @@ def test_a_secagg_node_refuses_a_plain_train_message():
         ({"strategy": "krum"}, "individual update"),
         ({"strategy": "fedmedian"}, "individual update"),
         ({"institutions": 2}, "at least 3"),
+        ({"institutions": 5, "fraction_train": 0.4}, "at least 3"),
     ],
 )
 def test_refusals_under_secure_aggregation(extra, match):

@@ -25,6 +25,7 @@ from consortia.data.preprocessing import FeatureSummary
 from consortia.errors import ConfigError
 from consortia.evaluation.pooled import ScoreHistogram
 from consortia.federation.secure.secagg import SECURE_SUM, SecAggPlusGrid, secure_sum
+from consortia.federation.strategies import train_sample_size
 from consortia.privacy.dp import EQUAL_WEIGHT_KEY
 from consortia.privacy.secure_sum import (
     HISTOGRAM_VALUE_BITS,
@@ -69,10 +70,11 @@ def check_secure(config: ExperimentConfig) -> None:
             f"strategy '{config.strategy}' needs each institution's individual update, which {name} hides from the "
             f"server by design; under --secure-agg {aggregation} choose one of: {', '.join(allowed)}"
         )
-    if config.institutions < MIN_INSTITUTIONS:
+    sampled = train_sample_size(config.institutions, config.fraction_train, config.min_institutions)
+    if min(config.institutions, sampled) < MIN_INSTITUTIONS:
         raise ConfigError(
-            f"secure aggregation needs at least {MIN_INSTITUTIONS} institutions: with two, each learns the other's "
-            "update from the sum"
+            f"secure aggregation needs at least {MIN_INSTITUTIONS} institutions in every round (this run trains "
+            f"{min(config.institutions, sampled)}): with two, each learns the other's update from the sum"
         )
     if aggregation == "he":
         if config.privacy.mechanism == "dp-client":
