@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from consortia import ExperimentConfig
+from consortia.data.sources import write_institution_files
 from consortia.federation.engines.deployment import LocalFederation
 from consortia.federation.engines.inprocess import run as run_inprocess
 from consortia.logs import set_flower_verbosity
@@ -38,13 +39,7 @@ INSTITUTIONS = 3
 
 
 def hospital_files(folder: Path, rows: int, seed: int) -> list[Path]:
-    frame = get_vertical("healthcare").generate(INSTITUTIONS, rows, seed)
-    paths = []
-    for name, part in frame.groupby("hospital"):
-        path = folder / f"{name}.csv"
-        part.drop(columns=["hospital"]).to_csv(path, index=False)
-        paths.append(path)
-    return paths
+    return write_institution_files(get_vertical("healthcare").generate(INSTITUTIONS, rows, seed), "hospital", folder)
 
 
 def main() -> None:

@@ -21,12 +21,7 @@ def patients(n: int = 30, seed: int = 0) -> pd.DataFrame:
 
 def hospital_files(folder, institutions: int = 3, rows: int = 900, seed: int = 11) -> list:
     """One CSV per synthetic hospital in ``folder`` (what a deployment's SuperNodes each read)."""
+    from consortia.data.sources import write_institution_files
     from consortia.verticals import get_vertical
 
-    frame = get_vertical("healthcare").generate(institutions, rows, seed)
-    paths = []
-    for name, part in frame.groupby("hospital"):
-        path = folder / f"{name}.csv"
-        part.drop(columns=["hospital"]).to_csv(path, index=False)
-        paths.append(path)
-    return paths
+    return write_institution_files(get_vertical("healthcare").generate(institutions, rows, seed), "hospital", folder)

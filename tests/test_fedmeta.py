@@ -49,7 +49,9 @@ def test_meta_steps_take_the_gradient_at_the_adapted_point():
 def test_reptile_with_unit_server_step_is_refused_as_fedavg():
     with pytest.raises(ConfigError, match="is FedAvg"):
         run(_config("fedmeta", strategy_params={"meta": "reptile"}))
-    assert np.all(np.isfinite(_flat(run(_config("fedmeta", strategy_params={"meta": "reptile", "server_lr": 0.5})))))
+    reptile = _flat(run(_config("fedmeta", strategy_params={"meta": "reptile", "server_lr": 0.5})))
+    assert np.all(np.isfinite(reptile))
+    assert not np.allclose(reptile, _flat(run(_config("fedavg"))), atol=1e-4)  # a server step of 0.5 is not FedAvg
 
 
 def test_fedmeta_refuses_scikit_learn_logistic():

@@ -132,7 +132,7 @@ def test_he_round_equals_plain_and_the_server_holds_only_ciphertexts(plain_model
         node_configs = [{"partition-id": i, "num-partitions": 5, **key} for i in range(5)]
         grid = InProcessGrid(recorder, node_configs, config.to_run_config())
         start_server_task(grid)
-        he_grid = HEGrid(grid, equal_weights=False)
+        he_grid = HEGrid(grid)
         vertical = get_vertical(config.vertical)
         consortium = agree_preprocessing(he_grid, config, vertical, ServerHooks(), sums=grid)
         arrays = _initial_arrays(config, vertical, consortium)
@@ -159,7 +159,15 @@ def test_he_round_equals_plain_and_the_server_holds_only_ciphertexts(plain_model
 @pytest.mark.parametrize("aggregation, tolerance", [("secagg+", 1e-3), ("he", 1e-4)])
 def test_whole_run_matches_plain(aggregation, tolerance):
     plain = inprocess.run(config_for("plain"))
-    secure = inprocess.run(config_for(aggregation))
+    recorder = Recorder()
+    secure = inprocess.run(config_for(aggregation), client_app=recorder)
+    # the protocol really ran: masked-vector stages (SecAgg+), or only ciphertext bytes in model replies (HE)
+    stages = {stage for _, stage, _ in recorder.replies}
+    if aggregation == "secagg+":
+        assert "collect_masked_vectors" in stages and "train" not in stages
+    else:
+        models = [r for _, stage, r in recorder.replies if stage == "train"]
+        assert models and all(a.dtype == np.uint8 for r in models for a in r.content["arrays"].to_numpy_ndarrays())
     a, b = flat(plain.final_parameters), flat(secure.final_parameters)
     assert np.abs(a - b).max() / np.abs(a).max() <= tolerance
     for name in plain.per_institution:
@@ -243,3 +251,21 @@ def test_secagg_under_ray_equals_the_inprocess_engine():
     a, b = flat(local.final_parameters), flat(ray.final_parameters)
     assert np.abs(a - b).max() / np.abs(a).max() <= 1e-6
     assert local.pooled["global"]["auroc"] == pytest.approx(ray.pooled["global"]["auroc"], abs=1e-9)
+
+
+def test_an_error_reply_is_in_the_disclosure_log():
+    """An error's reason text leaves the node too (Flower forwards exceptions): the log lists it."""
+    from consortia.federation.grids import RecordingGrid
+
+    config = config_for("secagg+")
+    grid = InProcessGrid(build_client_app(), [{"partition-id": 0, "num-partitions": 5}], config.to_run_config())
+    start_server_task(grid)
+    recording = RecordingGrid(grid)
+    node = next(iter(grid.get_node_ids()))
+    content = RecordDict({"arrays": ArrayRecord([np.zeros(3)]), "config": ConfigRecord({"preprocessor": "{}"})})
+
+    grid.client_app = lambda m, c: Message(Error(code=0, reason="refused: only through SecAgg+"), reply_to=m)
+    (reply,) = recording.send_and_receive([Message(content, dst_node_id=node, message_type="train")])
+    assert reply.has_error()
+    entry = recording.log[node]["train"]
+    assert entry["records"]["error"]["fields"] == ["code", "reason"] and entry["bytes"] == len(reply.error.reason)

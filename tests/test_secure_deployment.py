@@ -8,6 +8,8 @@ what it computes.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from factories import hospital_files as write_hospital_files
@@ -57,6 +59,11 @@ def test_deployed_secure_run_equals_the_inprocess_engine(
 ):
     config = _config(hospital_files, tmp_path / "run", aggregation)
     deployed = federation.wait(federation.submit(config), config.run_dir)
+    # the disclosure log shows what the nodes sent: SecAgg+'s masked configs, or HE ciphertexts
+    log = json.loads((tmp_path / "run" / "disclosure.json").read_text())
+    train = [kinds["train"]["records"] for kinds in log.values()]
+    if aggregation == "secagg+":
+        assert all("secaggplus_configs" in records for records in train)
     if aggregation == "he":
         assert deployed.final_parameters == [] and deployed.encrypted_model  # the server kept it encrypted
         deployed = release_model(deployed, he_key.read_bytes())

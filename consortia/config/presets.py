@@ -31,7 +31,6 @@ from typing import Any, Literal
 Preset = Literal["plain", "secured", "heterogeneous"]
 #: learners with a proximal term (FedProx); the config layer cannot ask the learners themselves
 PROXIMAL_MODELS = ("logistic_torch", "mlp")
-PRESETS: tuple[str, ...] = ("plain", "secured", "heterogeneous")
 
 
 def apply_preset(values: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +49,12 @@ def apply_preset(values: dict[str, Any]) -> dict[str, Any]:
         if "strategy" not in filled and str(filled["model"]).strip().lower() in PROXIMAL_MODELS:
             filled["strategy"] = "fedprox"
             filled["strategy_params"] = {"proximal_mu": 0.01, **dict(filled.get("strategy_params") or {})}
-        filled.setdefault("round_deadline_s", 60.0)
+        given = filled.get("privacy") or {}
+        aggregation = getattr(given, "aggregation", None) or (
+            given.get("aggregation") if isinstance(given, dict) else None
+        )
+        if aggregation in (None, "plain"):  # SecAgg+ and HE need every sampled institution: no deadline then
+            filled.setdefault("round_deadline_s", 60.0)
         filled.setdefault("fraction_train", 0.8)
         if "min_institutions" not in filled:
             institutions = int(filled.get("institutions", 5))

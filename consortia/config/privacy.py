@@ -109,14 +109,14 @@ def server_sees(aggregation: str, institution_noun: str = "institution") -> str:
     if aggregation == "secagg+":
         return (
             f"SecAgg+: the server saw only masked vectors and their sum (the consortium's weighted average "
-            f"update), each {institution_noun}'s row count and training metrics; summaries and pooled-metric "
-            f"histograms were summed the same way"
+            f"update), each {institution_noun}'s row count, training metrics and each round's evaluation metrics; "
+            f"summaries and pooled-metric histograms were summed the same way"
         )
     if aggregation == "he":
         return (
             f"homomorphic encryption (CKKS): the server added ciphertexts and kept the global model encrypted; "
-            f"it saw each {institution_noun}'s row count and metrics; summaries and pooled-metric histograms "
-            f"were summed with SecAgg+"
+            f"it saw each {institution_noun}'s row count, training and evaluation metrics; summaries and "
+            f"pooled-metric histograms were summed with SecAgg+"
         )
     return f"plain aggregation: the server saw every {institution_noun}'s model update"
 

@@ -8,6 +8,7 @@ a file goes through the same loader, mapping and validation, and the same seeded
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pandas as pd
 
@@ -95,3 +96,16 @@ def _node_cached(
     )
     institution = split_institution(name, loaded.frame, vertical, loaded.schema, config)
     return Federation(loaded.schema, {name: institution}), institution
+
+
+def write_institution_files(frame: pd.DataFrame, institution_column: str, folder: str | Path) -> list[Path]:
+    """``frame`` as one CSV per institution in ``folder``, without the institution column: the form
+    real data arrives in, one file per institution (what a deployment's SuperNodes each read)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, part in frame.groupby(institution_column):
+        path = folder / f"{name}.csv"
+        part.drop(columns=[institution_column]).to_csv(path, index=False)
+        paths.append(path)
+    return paths

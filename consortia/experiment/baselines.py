@@ -34,7 +34,7 @@ import pandas as pd
 from consortia.config import ExperimentConfig
 from consortia.data.institutions import Federation, institution_seed
 from consortia.data.preprocessing import FeatureSummary, FrameColumns, Preprocessor, merge_summaries
-from consortia.federation.strategies import train_sample_size
+from consortia.federation.strategies import training_budget
 from consortia.learners import Learner, make_learner
 from consortia.verticals import Vertical
 from consortia.verticals.base import TrainScores
@@ -44,13 +44,6 @@ Predict = Callable[[pd.DataFrame], np.ndarray]
 Metrics = dict[str, float]
 #: one institution's preprocessed (x_train, y_train, x_test, y_test)
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-
-def training_budget(config: ExperimentConfig) -> int:
-    """Epochs a baseline trains for: as many trees (or epochs) as the federated global model gets."""
-    if config.model == "xgboost" and config.xgb_mode == "bagging":  # one tree per trained institution a round
-        return config.rounds * train_sample_size(config.institutions, config.fraction_train, config.min_institutions)
-    return config.rounds * config.local_epochs
 
 
 def model_size(learner: Learner, config: ExperimentConfig) -> dict[str, float]:

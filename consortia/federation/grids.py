@@ -19,6 +19,22 @@ from flwr.serverapp import Grid
 from consortia.errors import FederationError
 
 
+def detached(content: RecordDict) -> RecordDict:
+    """A copy of ``content`` whose records are new objects (no array data copied): Flower's strategies
+    give every node the same RecordDict, and whoever changes a message's records must not change all."""
+    out = RecordDict()
+    for key, record in content.items():
+        if isinstance(record, ArrayRecord):
+            out[key] = ArrayRecord(dict(record.items()))
+        elif isinstance(record, ConfigRecord):
+            out[key] = ConfigRecord(dict(record))
+        elif isinstance(record, MetricRecord):
+            out[key] = MetricRecord(dict(record))
+        else:  # pragma: no cover - RecordDict holds only these three
+            out[key] = record
+    return out
+
+
 class DelegatingGrid(Grid):
     """A Grid that hands every call to ``inner``: subclasses override only what they change."""
 
@@ -88,10 +104,19 @@ class RecordingGrid(DelegatingGrid):
         kinds = {m.metadata.dst_node_id: m.metadata.message_type for m in sent}
         replies = list(self.inner.send_and_receive(sent, timeout=timeout))
         for reply in replies:
-            if not reply.has_error():
-                node = reply.metadata.src_node_id
-                self._note(node, kinds.get(node, reply.metadata.message_type), reply.content)
+            node = reply.metadata.src_node_id
+            kind = kinds.get(node, reply.metadata.message_type)
+            if reply.has_error():  # an error's reason text leaves the node too (Flower forwards exceptions)
+                self._note_error(node, kind, reply.error.reason)
+            else:
+                self._note(node, kind, reply.content)
         return replies
+
+    def _note_error(self, node: int, message_type: str, reason: str | None) -> None:
+        entry = self.log.setdefault(node, {}).setdefault(message_type, {"replies": 0, "bytes": 0, "records": {}})
+        entry["replies"] += 1
+        entry["records"]["error"] = {"kind": "error", "fields": ["code", "reason"]}
+        entry["bytes"] += len(reason or "")
 
     def _note(self, node: int, message_type: str, content: RecordDict) -> None:
         entry = self.log.setdefault(node, {}).setdefault(message_type, {"replies": 0, "bytes": 0, "records": {}})

@@ -31,7 +31,7 @@ from consortia.data.consortium import node_institution
 from consortia.data.institutions import InstitutionData, institution_seed
 from consortia.data.preprocessing import FeatureSummary, merge_summaries
 from consortia.evaluation.pooled import ScoreHistogram
-from consortia.federation.strategies import train_sample_size
+from consortia.federation.strategies import training_budget
 from consortia.learners import make_learner
 from consortia.verticals import Vertical, get_vertical
 
@@ -49,14 +49,6 @@ NOTE = (
 def agrees(node_config: Mapping[str, Any]) -> bool:
     raw = node_config.get(NODE_FLAG, False)
     return raw if isinstance(raw, bool) else str(raw).strip().lower() in ("1", "true", "yes")
-
-
-def training_budget(config: ExperimentConfig) -> int:
-    """Epochs (or boosting rounds) of a local-only model: as many as the federated global model
-    got, the rule of ``consortia.experiment.baselines.training_budget`` (which could call this)."""
-    if config.model == "xgboost" and config.xgb_mode == "bagging":  # one tree per trained institution a round
-        return config.rounds * train_sample_size(config.institutions, config.fraction_train, config.min_institutions)
-    return config.rounds * config.local_epochs
 
 
 # -- the node ---------------------------------------------------------------------------------

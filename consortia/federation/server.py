@@ -122,7 +122,7 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
     started = time.perf_counter()
     grid = recording = RecordingGrid(grid)  # what every institution's replies carried
     # under HE every phase's model travels encrypted; secure sums go straight to the recording grid
-    he_grid = HEGrid(recording, equal_weights=False) if config.privacy.aggregation == "he" else None
+    he_grid = HEGrid(recording) if config.privacy.aggregation == "he" else None
     grid = he_grid or recording
     consortium = agree_preprocessing(grid, config, vertical, hooks, sums=recording)
     rounds = train_rounds(grid, config, vertical, consortium, hooks)

@@ -65,13 +65,20 @@ def load_context(blob: bytes):
 
 
 def read_secret_context(path: str | Path) -> bytes:
-    """An institution's key file (``consortia serve certs`` writes one per consortium)."""
+    """An institution's key file (``consortia serve certs`` writes one per consortium), read once
+    per file version: every train, evaluate and fine-tune message needs it."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"HE key file {file} does not exist (make it with `consortia serve certs`)")
-    blob = file.read_bytes()
+    stat = file.stat()
+    return _read_secret(str(file), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_secret(path: str, mtime_ns: int, size: int) -> bytes:
+    blob = Path(path).read_bytes()
     if not load_context(blob).is_private():
-        raise ConfigError(f"HE key file {file} holds no secret key: it is the server's public context")
+        raise ConfigError(f"HE key file {path} holds no secret key: it is the server's public context")
     return blob
 
 

@@ -11,9 +11,8 @@ Every value here is a fixed-point integer (``FRACTION_BITS`` fractional bits for
 cut into limbs of ``limb_bits`` bits; the limbs of N institutions add without overflow and the
 server puts the totals back together exactly. Nothing is rounded except the fixed-point step.
 
-What travels in the clear first is the *layout*: column names, category names an institution holds
-at least k times (its disclosure policy's ``min_count``, as for plain summaries) and, per numeric
-or metric column, a power of two bounding its largest absolute value.
+What travels in the clear first is the *layout*: column names and the category names an institution
+holds at least k times (its disclosure policy's ``min_count``, as for plain summaries).
 """
 
 from __future__ import annotations
@@ -98,13 +97,6 @@ def fixed(x: float) -> int:
 
 def unfixed(v: int) -> float:
     return math.ldexp(float(v), -FRACTION_BITS) if abs(v) < 1 << 1000 else float("inf")
-
-
-def magnitude(values: np.ndarray) -> int:
-    """A power-of-two exponent bounding the largest absolute finite value (what the layout shows)."""
-    finite = np.abs(values[np.isfinite(values)]) if values.size else values
-    top = float(finite.max()) if finite.size else 0.0
-    return math.frexp(top)[1] if top > 0 else 0
 
 
 # -- the preprocessing summary ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from uuid import uuid4
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.serverapp import Grid
@@ -26,6 +26,7 @@ from consortia.config.stragglers import VIRTUAL_TIME_KEY, NodeProfile
 from consortia.federation.attacks import simulated_attacks
 from consortia.federation.client import build_client_app
 from consortia.federation.engines.collect import collecting
+from consortia.federation.grids import detached
 from consortia.federation.secure.he import release_model, simulated_key
 from consortia.federation.server import ServerHooks, build_server_app
 from consortia.federation.stragglers import simulated_stragglers
@@ -119,21 +120,6 @@ class InProcessGrid(Grid):
     def reply_seconds(self, reply: Message) -> float | None:
         """The virtual time ``reply`` took (measured x the node's slowdown); None if not a reply of the latest push."""
         return self._seconds.get(reply.metadata.message_id)
-
-
-def detached(content: RecordDict) -> RecordDict:
-    """A copy of ``content`` whose records are new objects (no array data copied)."""
-    out = RecordDict()
-    for key, record in content.items():
-        if isinstance(record, ArrayRecord):
-            out[key] = ArrayRecord(dict(record.items()))
-        elif isinstance(record, ConfigRecord):
-            out[key] = ConfigRecord(dict(record))
-        elif isinstance(record, MetricRecord):
-            out[key] = MetricRecord(dict(record))
-        else:  # pragma: no cover - RecordDict holds only these three
-            out[key] = record
-    return out
 
 
 def run(

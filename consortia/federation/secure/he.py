@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -34,7 +33,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from flwr.serverapp import Grid
 
 from consortia.errors import ConfigError, FederationError
-from consortia.federation.grids import DelegatingGrid
+from consortia.federation.grids import DelegatingGrid, detached
 from consortia.privacy import he
 from consortia.runs.results import FederatedOutcome
 
@@ -64,6 +63,10 @@ def _layout(arrays: ArrayRecord) -> dict[str, Any]:
             "dtypes": [str(a.dtype) for a in values]}  # fmt: skip
 
 
+def _size(layout: Mapping[str, Any]) -> int:
+    return sum(int(np.prod(s)) if s else 1 for s in layout["shapes"])
+
+
 def _arrays(flat: np.ndarray, layout: Mapping[str, Any]) -> ArrayRecord:
     parts = he.unflatten(flat, layout["shapes"])
     return ArrayRecord(
@@ -71,26 +74,16 @@ def _arrays(flat: np.ndarray, layout: Mapping[str, Any]) -> ArrayRecord:
     )
 
 
-def own_copy(content: RecordDict) -> RecordDict:
-    """``content`` with its own config records (to be changed per message) and the same arrays."""
-    out = RecordDict()
-    for key, record in content.items():
-        out[key] = ConfigRecord(dict(record)) if isinstance(record, ConfigRecord) else record
-    return out
-
-
 # -- the server's side ----------------------------------------------------------------------------
 class HEGrid(DelegatingGrid):
     """The run's Grid with encrypted model rounds; the server never holds a plaintext update."""
 
-    def __init__(self, grid: Grid, *, equal_weights: bool) -> None:
+    def __init__(self, grid: Grid) -> None:
         super().__init__(grid)
-        self.equal_weights = equal_weights
         self.public_context: bytes | None = None
         self.sizes: dict[int, int] = {}  # node -> training rows (from the summary replies)
         self.encrypted: list[bytes] | None = None
         self.layout: dict[str, Any] | None = None
-        self.seconds_adding = 0.0
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         sent = list(messages)
@@ -103,7 +96,7 @@ class HEGrid(DelegatingGrid):
             return self._train_round(sent, timeout)
         if kind.startswith(MessageType.EVALUATE):
             for message in sent:
-                message.content = own_copy(message.content)
+                message.content = detached(message.content)
                 self._encrypt_global_in(message.content)
         return self.inner.send_and_receive(sent, timeout=timeout)
 
@@ -139,12 +132,12 @@ class HEGrid(DelegatingGrid):
         if self.public_context is None:
             raise FederationError("HE: no public context yet; the summary phase must run first")
         nodes = [m.metadata.dst_node_id for m in sent]
-        total = len(nodes) if self.equal_weights else sum(self.sizes[n] for n in nodes)
+        total = sum(self.sizes[n] for n in nodes)  # weighted by rows (client DP, equal weights, is refused)
         if self.layout is None:
             self.layout = _layout(sent[0].content.array_records["arrays"])
         for message in sent:
-            weight = 1.0 if self.equal_weights else self.sizes[message.metadata.dst_node_id]
-            message.content = own_copy(message.content)  # strategies share one RecordDict between messages
+            weight = self.sizes[message.metadata.dst_node_id]
+            message.content = detached(message.content)  # strategies share one RecordDict between messages
             message.content.config_records["config"][WEIGHT] = weight / total
             self._encrypt_global_in(message.content)
         replies = list(self.inner.send_and_receive(sent, timeout=timeout))
@@ -154,9 +147,7 @@ class HEGrid(DelegatingGrid):
                 f"HE round: {len(sent) - len(good)} institution(s) did not answer; the weights were set for all "
                 f"{len(sent)}, so the encrypted sum would be wrong (a drop-out is survived only under SecAgg+)"
             )
-        started = time.perf_counter()
         self.encrypted = he.add(self.public_context, [_blobs(r.content.array_records["arrays"]) for r in good])
-        self.seconds_adding += time.perf_counter() - started
         token = ArrayRecord({TOKEN: Array(np.zeros(1))})
         by_node = {m.metadata.dst_node_id: m for m in sent}
         out = []
@@ -179,8 +170,7 @@ def release_model(outcome: FederatedOutcome, secret: bytes) -> FederatedOutcome:
     if not sealed:
         return outcome
     layout = sealed["layout"]
-    size = sum(int(np.prod(s)) if s else 1 for s in layout["shapes"])
-    flat = he.decrypt(secret, [base64.b64decode(c) for c in sealed["ciphertexts"]], size)
+    flat = he.decrypt(secret, [base64.b64decode(c) for c in sealed["ciphertexts"]], _size(layout))
     outcome.final_parameters = _arrays(flat, layout).to_numpy_ndarrays()
     return outcome
 
@@ -196,13 +186,12 @@ def node_secret(context: Context) -> bytes:
     return he.read_secret_context(str(path))
 
 
-def _decrypt_incoming(message: Message, context: Context) -> None:
+def _decrypt_incoming(message: Message, secret: bytes) -> None:
     content = message.content
     if LAYOUT not in content.config_records:
         return  # the first round's public initial model
     layout = json.loads(str(content.config_records[LAYOUT]["json"]))
-    size = sum(int(np.prod(s)) if s else 1 for s in layout["shapes"])
-    flat = he.decrypt(node_secret(context), _blobs(content.array_records["arrays"]), size)
+    flat = he.decrypt(secret, _blobs(content.array_records["arrays"]), _size(layout))
     content["arrays"] = _arrays(flat, layout)
     del content.config_records[LAYOUT]
 
@@ -212,22 +201,23 @@ def he_mods(aggregation_of: Callable[[Context], str]) -> tuple[Callable, Callabl
 
     def train(message: Message, context: Context, call_next: Any) -> Message:
         request = message.content.config_records.get("config")
-        if aggregation_of(context) != "he" or (request is not None and "secure-sum" in request):
+        if aggregation_of(context) != "he":
             passed: Message = call_next(message, context)
             return passed
         if request is None or WEIGHT not in request:
             raise ConfigError("HE: a train message without this institution's aggregation weight; refusing to reply")
-        _decrypt_incoming(message, context)
+        secret = node_secret(context)
+        _decrypt_incoming(message, secret)
         reply: Message = call_next(message, context)
         if reply.has_error():
             return reply
         flat, _ = he.flatten(reply.content.array_records["arrays"].to_numpy_ndarrays())
-        reply.content["arrays"] = _cipher_record(he.encrypt(node_secret(context), flat, float(request[WEIGHT])))  # type: ignore[arg-type]
+        reply.content["arrays"] = _cipher_record(he.encrypt(secret, flat, float(request[WEIGHT])))  # type: ignore[arg-type]
         return reply
 
     def read(message: Message, context: Context, call_next: Any) -> Message:
         if aggregation_of(context) == "he":
-            _decrypt_incoming(message, context)
+            _decrypt_incoming(message, node_secret(context))
         result: Message = call_next(message, context)
         return result
 

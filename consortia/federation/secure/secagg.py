@@ -162,7 +162,6 @@ class SecAggPlusGrid(DelegatingGrid):
         clipping_range: float,
         reconstruction: float,
         seed: int,
-        timeout: float | None = None,
     ) -> None:
         super().__init__(grid)
         self.weight_key = weight_key
@@ -170,9 +169,7 @@ class SecAggPlusGrid(DelegatingGrid):
         self.clipping_range = clipping_range
         self.reconstruction = reconstruction
         self.seed = seed
-        self.timeout = timeout
         self.rounds = 0
-        self.seconds: list[float] = []
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         sent = list(messages)
@@ -192,7 +189,7 @@ class SecAggPlusGrid(DelegatingGrid):
         outcome = run_secagg_round(
             self.inner, instructions, server_round=server_round, max_weight=self.max_weight,
             clipping_range=self.clipping_range, quantization_range=quantization,
-            reconstruction=self.reconstruction, timeout=timeout or self.timeout, seed=self.seed + server_round,
+            reconstruction=self.reconstruction, timeout=timeout, seed=self.seed + server_round,
         )  # fmt: skip
         # the update's mean plus the global model: the weighted mean of the institutions' models
         mean = [g + d for g, d in zip(global_arrays.to_numpy_ndarrays(), outcome.mean, strict=True)]
@@ -271,7 +268,7 @@ def secagg_train_mods(
 
 
 def update_layout_mod(
-    message: Message, context: Context, call_next: Any, answer_sum: Callable[[Message, Context], Message] | None = None
+    message: Message, context: Context, call_next: Any, answer_sum: Callable[[Message, Context], Message]
 ) -> Message:
     """Between ``secaggplus_mod`` (legacy FitIns/FitRes layout) and a Message-API train handler:
     converts both ways and sends the update (reply minus the global model) to be masked."""
@@ -280,8 +277,7 @@ def update_layout_mod(
     global_arrays = parameters_to_ndarrays(fitins.parameters)
     arrays = compat.parameters_to_arrayrecord(fitins.parameters, keep_input=True)
     message.content = RecordDict({"arrays": arrays, "config": ConfigRecord(dict(config))})
-    summing = SECURE_SUM in config and answer_sum is not None
-    reply: Message = answer_sum(message, context) if summing else call_next(message, context)  # type: ignore[misc]
+    reply: Message = answer_sum(message, context) if SECURE_SUM in config else call_next(message, context)
     if reply.has_error():
         return reply
     content = reply.content

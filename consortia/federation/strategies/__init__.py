@@ -17,6 +17,7 @@ from typing import Any
 from flwr.serverapp import strategy as fl
 
 from consortia.catalog import STRATEGIES
+from consortia.config import ExperimentConfig
 from consortia.errors import ConfigError
 
 #: strategy options that Consortia sets itself and users may not override
@@ -37,6 +38,14 @@ def train_sample_size(num_institutions: int, fraction_train: float = 1.0, min_av
     ``max(int(n * fraction_train), min_train_nodes)``); e.g. the trees a bagging round adds."""
     minimum = min_train_nodes(num_institutions, fraction_train, min_available)
     return max(int(num_institutions * fraction_train), minimum)
+
+
+def training_budget(config: ExperimentConfig) -> int:
+    """Epochs (or boosting rounds) a baseline trains for: as many trees (or epochs) as the federated
+    global model gets. The one rule, for the simulated baselines and those trained at the nodes."""
+    if config.model == "xgboost" and config.xgb_mode == "bagging":  # one tree per trained institution a round
+        return config.rounds * train_sample_size(config.institutions, config.fraction_train, config.min_institutions)
+    return config.rounds * config.local_epochs
 
 
 def build_strategy(
