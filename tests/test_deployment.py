@@ -347,3 +347,63 @@ def test_connection_entry_is_escaped_toml(tmp_path):
     }
     with pytest.raises(ConfigError, match="connection name"):
         write_connection(tmp_path, "x]\n[evil", "127.0.0.1:1", None)
+
+
+# -- what Consortia's SuperNode launcher changes (node.py, worker.py, prompt.py) ------------------
+def test_node_and_worker_wake_each_other_through_a_pipe():
+    from consortia.federation.engines.deployment.prompt import Wakeup
+
+    read, write = os.pipe()
+    waiter, waker = Wakeup(read_fd=read), Wakeup(write_fd=write)
+    try:
+        assert not waiter.wait(0.0)  # nothing said yet
+        waker.notify()
+        waker.notify()
+        assert waiter.wait(60.0)  # woken by the bytes, not by the time-out
+        assert not waiter.wait(0.0)  # both bytes taken at once: one wake-up, not two
+        os.close(write)
+        assert waiter.wait(60.0) and waiter.read_fd is None  # the writer is gone: plain sleeps, no busy loop
+    finally:
+        os.close(read)
+
+
+def test_the_node_loop_announces_each_stored_message():
+    from types import SimpleNamespace
+
+    from consortia.federation.engines.deployment.prompt import Wakeup, announce_stored_messages
+
+    pulled = iter([None, 7])  # first poll finds nothing, the second stores a message of run 7
+    loop = SimpleNamespace(_pull_and_store_message=lambda **_: next(pulled), _push_messages=lambda **_: None)
+    read, write = os.pipe()
+    waiter = Wakeup(read_fd=read)
+    try:
+        assert announce_stored_messages(loop, Wakeup(write_fd=write))
+        assert not announce_stored_messages(loop, Wakeup(write_fd=write))  # wrapped once, not twice
+        assert loop._pull_and_store_message(state=None) is None and not waiter.wait(0.0)
+        assert loop._pull_and_store_message(state=None) == 7 and waiter.wait(0.0)
+        assert not announce_stored_messages(SimpleNamespace(), Wakeup())  # another Flower: nothing changed
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_flower_still_has_what_the_launcher_changes():
+    """Flower 1.42's SuperNode loop and object transfers as the launcher expects them (in a fresh
+    Python: the changes are process-wide), so a Flower upgrade that moves them fails here."""
+    import subprocess
+
+    code = """
+from flwr.supercore.inflatable import inflatable_utils as u
+from flwr.supernode import start_client_internal as loop
+from consortia.federation.engines.deployment.prompt import (
+    AdaptiveSleep, Wakeup, announce_stored_messages, install_adaptive_sleep, prompt_object_transfers)
+assert u.get_num_workers(8) <= 8 and u.pull_objects.__kwdefaults__["backoff_cap"] == 10
+assert install_adaptive_sleep(loop) and isinstance(loop.time, AdaptiveSleep)
+assert announce_stored_messages(loop, Wakeup()) and prompt_object_transfers()
+assert u.get_num_workers(8) == 8  # object requests wait on I/O: not capped at the CPU count
+assert u.pull_objects.__kwdefaults__["max_concurrent_pulls"] == 8
+assert u.push_objects.__kwdefaults__["max_concurrent_pushes"] == 8
+assert u.pull_objects.__kwdefaults__["initial_backoff"] == 0.05 and u.pull_objects.__kwdefaults__["backoff_cap"] == 0.2
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -12,10 +12,10 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from consortia.federation.client import build_client_app
-from consortia.federation.engines.deployment.prompt import PromptGrid, prompt_object_pulls
+from consortia.federation.engines.deployment.prompt import PromptGrid, prompt_object_transfers
 from consortia.federation.server import ServerHooks, build_server_app
 
-prompt_object_pulls()  # the ServerApp process pulls replies' objects 10 ms after a miss, not 1 s
+prompt_object_transfers()  # the ServerApp process: 8 object requests at a time, a miss retried after 50 ms
 
 #: a deployed server only sees metrics and score histograms, never scores; it asks every node for a
 #: local-only baseline, which a node trains only if its node config says ``local-baseline=true``

@@ -15,6 +15,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 
@@ -173,6 +174,21 @@ def write_connection(flwr_home: str | Path, name: str, address: str, tls: Tls | 
         text = text.rstrip("\n") + "\n\n" + entry
     path.write_text(text)
     return path
+
+
+def control_client(address: str, tls: Tls | None) -> Any:
+    """A client of the SuperLink's Control API, made as ``flwr ls`` makes its own (same headers;
+    no account login: a local federation has none), for asking a run's status in-process."""
+    from flwr.cli.cli_client_interceptor import CliClientHttpInterceptor
+    from flwr.supercore.control import ControlHttpClient
+    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+
+    return ControlHttpClient.from_server_address(
+        server_address=address,
+        insecure=tls is None,
+        root_certificates=None if tls is None else Path(tls.ca_cert).read_bytes(),
+        interceptors=[CliClientHttpInterceptor(), RuntimeVersionHttpInterceptor(component_name="flwr CLI")],
+    )
 
 
 def deployment_env(base: dict[str, str] | None = None, flwr_home: str | Path | None = None) -> dict[str, str]:

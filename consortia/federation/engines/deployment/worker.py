@@ -33,12 +33,14 @@ from typing import Any
 
 from flwr.app import Message
 
-from consortia.federation.engines.deployment.prompt import Backoff
+from consortia.federation.engines.deployment.prompt import Backoff, Wakeup, prompt_object_transfers
 
 #: the longest wait between two asks for a task: while a run is under way, and when idle
 HOT_WAIT_S, IDLE_WAIT_S = 0.05, 1.0
+#: the same when the node wakes this process for each stored message (the polls are a fallback)
+WOKEN_HOT_WAIT_S, WOKEN_IDLE_WAIT_S = 0.5, 1.0
 #: a message object the SuperNode is still downloading is asked for again after this, doubling to the cap
-OBJECT_RETRY_S, OBJECT_RETRY_CAP_S = 0.01, 0.1
+OBJECT_RETRY_S, OBJECT_RETRY_CAP_S = 0.05, 0.2
 
 
 class WarmClientApps:
@@ -83,8 +85,16 @@ def _module_file_in_another_fab(module: str, app_dir: Path) -> bool:
     return path.is_relative_to(apps) and not path.is_relative_to(app_dir.resolve())
 
 
-def run_task(address: str, token: str, insecure: bool, certificates: bytes | None, apps: WarmClientApps) -> None:
-    """One task, as ``flwr-clientapp`` runs it (flwr/supernode/runtime/run_clientapp.py), in this process."""
+def run_task(
+    address: str,
+    token: str,
+    insecure: bool,
+    certificates: bytes | None,
+    apps: WarmClientApps,
+    replied: Wakeup | None = None,
+) -> None:
+    """One task, as ``flwr-clientapp`` runs it (flwr/supernode/runtime/run_clientapp.py), in this process;
+    ``replied`` is told as soon as the reply is with the node (which then sends it on at once)."""
     from flwr.app import Error, Message
     from flwr.clientapp.client_app import LoadClientAppError
     from flwr.common.constant import ErrorCode, SubStatus
@@ -132,6 +142,9 @@ def run_task(address: str, token: str, insecure: bool, certificates: bytes | Non
         try:
             if reply is not None and context is not None:
                 push_message(client, reply, context)
+                if replied is not None:
+                    replied.notify()
+                times["push"] = time.perf_counter() - started - sum(times.values())
         except Exception as ex:  # the task's status still has to be pushed
             log(ERROR, "Failed to push reply message", exc_info=ex)
         push_task_output(client=client, context=context, sub_status=status, details=details)
@@ -143,7 +156,7 @@ def run_task(address: str, token: str, insecure: bool, certificates: bytes | Non
 
 
 def pull_task_input(client: Any) -> tuple[Any, Any, Any, Any]:
-    """Flower's ``run_clientapp.pull_task_input``, retrying a missing object after 10 ms, not 1 s.
+    """Flower's ``run_clientapp.pull_task_input``, retrying a missing object after 50 ms, not 1 s.
 
     The SuperNode hands a task over before it has all of the message's objects from the
     SuperLink; Flower's pull then waits 1 s, 2 s, ... for them (``PULL_INITIAL_BACKOFF``),
@@ -180,8 +193,19 @@ def pull_task_input(client: Any) -> tuple[Any, Any, Any, Any]:
     return message, context, run, fab
 
 
-def serve(address: str, insecure: bool, root_certificates: str | None, parent_pid: int | None) -> None:
-    """Ask the SuperNode for ClientApp tasks until it (or this process) goes away."""
+def serve(
+    address: str,
+    insecure: bool,
+    root_certificates: str | None,
+    parent_pid: int | None,
+    task_fd: int | None = None,
+    reply_fd: int | None = None,
+) -> None:
+    """Ask the SuperNode for ClientApp tasks until it (or this process) goes away.
+
+    With ``task_fd`` the node writes to it when a message is stored: this process asks for the
+    task then, and otherwise only every 0.5-1 s (a fallback); ``reply_fd``: told when a reply
+    is with the node. Without them it polls the node, from 10 ms up to 50 ms apart while busy."""
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
     from flwr.supercore.app_utils import start_parent_process_monitor
     from flwr.supercore.constant import TaskType
@@ -192,6 +216,7 @@ def serve(address: str, insecure: bool, root_certificates: str | None, parent_pi
 
     import consortia.federation.client  # noqa: F401 - warm before the first message: torch, pandas, learners
 
+    prompt_object_transfers()  # a message's objects pulled and pushed 8 at a time
     if parent_pid is not None:  # the SuperNode died: so does this (SIGINT -> KeyboardInterrupt)
         start_parent_process_monitor(parent_pid)
     certificates = validate_and_resolve_root_certificates(root_certificates, insecure)
@@ -203,16 +228,18 @@ def serve(address: str, insecure: bool, root_certificates: str | None, parent_pi
         retry_invoker=make_simple_http_retry_invoker(),
     )
     apps = WarmClientApps()
-    backoff = Backoff(cap=IDLE_WAIT_S, hot_cap=HOT_WAIT_S)
+    stored, replied = Wakeup(read_fd=task_fd), (Wakeup(write_fd=reply_fd) if reply_fd is not None else None)
+    hot, idle = (WOKEN_HOT_WAIT_S, WOKEN_IDLE_WAIT_S) if task_fd is not None else (HOT_WAIT_S, IDLE_WAIT_S)
+    backoff = Backoff(cap=idle, hot_cap=hot)
     request = AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP])
     with contextlib.suppress(KeyboardInterrupt), contextlib.closing(client):
         while True:
             response = client.AcquireTask(request)
             if response.HasField("task") and response.token:
-                run_task(address, response.token, insecure, certificates, apps)
+                run_task(address, response.token, insecure, certificates, apps, replied)
                 backoff.reset()
                 continue
-            backoff.sleep()
+            stored.wait(backoff.wait())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -221,8 +248,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--insecure", action="store_true", help="the Runtime API has no TLS (a local node)")
     parser.add_argument("--root-certificates", default=None, help="CA certificate of the Runtime API's TLS")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process exits")
+    parser.add_argument("--task-fd", type=int, default=None, help="pipe the node writes to when a message is stored")
+    parser.add_argument("--reply-fd", type=int, default=None, help="pipe to tell the node a reply is in")
     args = parser.parse_args(argv)
-    serve(args.runtime_api_address, args.insecure, args.root_certificates, args.parent_pid)
+    serve(args.runtime_api_address, args.insecure, args.root_certificates, args.parent_pid, args.task_fd, args.reply_fd)
 
 
 if __name__ == "__main__":
