@@ -198,17 +198,36 @@ def test_valid_uploads_train_a_federation_named_after_the_files(monkeypatch, tmp
 
 
 # -- strategies offered per model --------------------------------------------------------------
+#: the strategies of the heterogeneous protocol and the robust aggregators, with the models they need
+NEW_STRATEGIES = {
+    "scaffold": {"logistic_torch", "mlp"}, "fedmeta": {"logistic_torch", "mlp"}, "fedma": {"mlp"},
+    "qfedavg": {"logistic", "logistic_torch", "mlp"}, "fedmedian": {"logistic", "logistic_torch", "mlp"},
+    "fedtrimmedavg": {"logistic", "logistic_torch", "mlp"}, "krum": {"logistic", "logistic_torch", "mlp"},
+    "multikrum": {"logistic", "logistic_torch", "mlp"}, "bulyan": {"logistic", "logistic_torch", "mlp"},
+}  # fmt: skip
+
+
 def test_strategy_choices_fit_the_model():
-    """Logistic is offered no fedxgb_* strategy; for XGBoost its mode picks the strategy."""
+    """Each model is offered the strategies it can train under, each with options its strategy
+    accepts; for XGBoost its mode picks the strategy."""
     from consortia import ExperimentConfig
+    from consortia.demo.strategies import OPTIONS
     from consortia.demo.widgets import strategy_choices
+    from consortia.federation.strategies import build_strategy
 
     at = _open_page("healthcare")
     offered = at.selectbox(key="healthcare:strategy").options
     assert "fedavg" in offered and not [s for s in offered if s.startswith("fedxgb")], offered
-    assert offered == strategy_choices("logistic") == strategy_choices("mlp")
-    for strategy in offered:  # every choice is a config that can run
-        ExperimentConfig.build(model="logistic", strategy=strategy)
+    assert offered == strategy_choices("logistic")
+    for model in ("logistic", "logistic_torch", "mlp"):
+        choices = strategy_choices(model)
+        assert {s for s, models in NEW_STRATEGIES.items() if model in models} <= set(choices), (model, choices)
+        assert not {s for s, models in NEW_STRATEGIES.items() if model not in models} & set(choices), (model, choices)
+        for strategy in choices:  # every choice, with its options' defaults, is a config and a strategy that build
+            params = {o.name: o.default for o in OPTIONS.get(strategy, ())}
+            ExperimentConfig.build(model=model, strategy=strategy, strategy_params=params)
+            build_strategy(strategy, params, num_institutions=5)
+    assert "fedprox" not in strategy_choices("logistic")  # scikit-learn's logistic has no proximal term
 
     at.selectbox(key="healthcare:model").set_value("xgboost").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -218,6 +237,70 @@ def test_strategy_choices_fit_the_model():
     assert at.number_input(key="healthcare:local_epochs_bagging").disabled  # bagging: one tree per round
     at.selectbox(key="healthcare:xgb_mode").set_value("cyclic").run()
     assert not at.error and any("fedxgb_cyclic" in c.value for c in at.sidebar.caption)
+
+
+def _sidebar_keys(at: AppTest) -> set[str]:
+    return {w.key for w in [*at.sidebar.selectbox, *at.sidebar.number_input]}
+
+
+def test_strategy_options_appear_per_strategy_and_reach_the_run():
+    """The MLP offers FedMeta, FedMA, SCAFFOLD and the robust aggregators with their options;
+    Reptile gets its own server step (1 would be FedAvg); the options are in the config that runs."""
+    from consortia import ExperimentConfig
+
+    name = "healthcare"
+    at = _open_page(name)
+    assert not {"scaffold", "fedma", "fedmeta"} & set(at.selectbox(key=f"{name}:strategy").options)
+    at.selectbox(key=f"{name}:model").set_value("mlp").run()
+    assert {"scaffold", "fedma", "fedmeta", "krum", "bulyan"} <= set(at.selectbox(key=f"{name}:strategy").options)
+    expected = {
+        "fedmeta": {"fedmeta:meta", "fedmeta:inner_lr", "fedmeta:server_lr:fomaml"},
+        "scaffold": {"scaffold:option", "scaffold:server_lr"},
+        "fedma": {"fedma:independent_init"},
+        "qfedavg": {"qfedavg:client_learning_rate", "qfedavg:q"},
+        "fedtrimmedavg": {"fedtrimmedavg:beta"},
+        "krum": {"krum:num_malicious_nodes"},
+        "multikrum": {"multikrum:num_malicious_nodes", "multikrum:num_nodes_to_select"},
+        "bulyan": {"bulyan:num_malicious_nodes"},
+    }
+    for strategy, options in expected.items():
+        at.selectbox(key=f"{name}:strategy").set_value(strategy).run()
+        assert not at.exception and not at.error, (strategy, [e.value for e in at.error])
+        assert {f"{name}:{o}" for o in options} <= _sidebar_keys(at), (strategy, _sidebar_keys(at))
+
+    at.selectbox(key=f"{name}:strategy").set_value("fedmeta").run()
+    at.selectbox(key=f"{name}:fedmeta:meta").set_value("reptile").run()
+    assert f"{name}:fedmeta:inner_lr" not in _sidebar_keys(at)  # Reptile has no inner step
+    assert at.number_input(key=f"{name}:fedmeta:server_lr:reptile").value == 1.5
+    assert not at.error, [e.value for e in at.error]
+
+    rows = 600
+    _small(at, name, rows)
+    at.button(key=f"{name}:run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    config = ExperimentConfig.build(
+        vertical=name, institutions=3, rows=rows, rounds=3, partition={"kind": "natural", "alpha": 0.5},
+        model="mlp", strategy="fedmeta", strategy_params={"meta": "reptile", "server_lr": 1.5},
+    )  # fmt: skip
+    assert at.session_state[f"{name}:ran"] == {config.fingerprint()}
+
+
+def test_transfer_tab_shows_the_newcomer_curve():
+    """The New institution tab trains the page's settings and draws the transfer curve."""
+    from consortia.demo.views.transfer import CHART_TITLE
+
+    name = "healthcare"
+    at = _open_page(name)
+    _small(at, name, 600)
+    at.button(key=f"{name}:transfer").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    charts = _charts(at)
+    assert CHART_TITLE in charts, list(charts)
+    curve = charts[CHART_TITLE]
+    assert set(curve["mode"]) == {"from the consortium's model", "alone, from scratch"}
+    assert sorted(set(curve["labels"])) == [10, 25, 50, 100, 200]
+    assert curve["auroc"].between(0, 1).all()
+    assert any("with no labels at all" in c.value for c in at.caption)
 
 
 # -- real files: mappings, the shipped example, controls that apply -----------------------------

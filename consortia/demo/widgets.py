@@ -72,14 +72,55 @@ def strategy_choices(model: str) -> list[str]:
 
     The ``fedxgb_*`` strategies combine XGBoost trees and fail with any other model; for
     ``xgboost`` the strategy follows from its federation mode (``xgb_mode``), so none is offered.
+    The others need what ``consortia.demo.strategies.NEEDS`` says (SCAFFOLD and FedMeta a PyTorch
+    model, FedMA the MLP, FedProx a proximal term).
     """
     from consortia.config.xgboost import XGB_STRATEGIES
+    from consortia.demo.strategies import strategy_supported
     from consortia.federation.strategies import STRATEGIES
 
     if model == "xgboost":
         return []
     trees = set(XGB_STRATEGIES.values())
-    return [name for name in STRATEGIES.names() if name not in trees]
+    return [name for name in STRATEGIES.names() if name not in trees and strategy_supported(name, model)]
+
+
+def strategy_options(vertical: str, strategy: str) -> dict[str, Any]:
+    """The strategy's key options (``consortia.demo.strategies.OPTIONS``) as sidebar widgets;
+    their values become ``strategy_params``. A widget's key names the strategy, so that two
+    strategies never share an option's state."""
+    from consortia.demo.strategies import OPTIONS, needs_text
+
+    bar = st.sidebar
+    chosen: dict[str, Any] = {}
+    for option in OPTIONS.get(strategy, ()):
+        if strategy == "fedmeta" and option.name == "inner_lr" and chosen.get("meta") == "reptile":
+            continue  # Reptile's institutions train as usual: no inner step
+        default = option.default_for(chosen)
+        suffix = f":{chosen[option.depends_on]}" if option.depends_on else ""
+        widget_key = key(vertical, f"{strategy}:{option.name}{suffix}")
+        if option.choices:
+            chosen[option.name] = bar.selectbox(
+                option.label, list(option.choices), index=list(option.choices).index(default), key=widget_key,
+                help=option.help or None,
+            )  # fmt: skip
+            continue
+        if isinstance(option.default, int) and not isinstance(option.default, bool):
+            number: float = bar.number_input(
+                option.label, min_value=int(option.lo or 0), max_value=int(option.hi or 10_000),
+                value=int(default), step=1, key=widget_key, help=option.help or None,
+            )  # fmt: skip
+            chosen[option.name] = int(number)
+            continue
+        number = bar.number_input(
+            option.label, min_value=float(option.lo or 0.0), max_value=float(option.hi or 1e6),
+            value=float(default), step=float(option.step or 0.01), format="%g", key=widget_key,
+            help=option.help or None,
+        )  # fmt: skip
+        chosen[option.name] = float(number)
+    if strategy in ("scaffold", "fedma", "fedmeta"):
+        bar.caption(f"`{strategy}` runs with: {needs_text(strategy)}; no differential privacy.")
+    return chosen
 
 
 def sidebar_controls(vertical: Vertical) -> dict[str, Any]:
@@ -125,8 +166,14 @@ def sidebar_controls(vertical: Vertical) -> dict[str, Any]:
     strategies = strategy_choices(model)
     if strategies:
         training["strategy"] = bar.selectbox(
-            "Strategy", strategies, index=_index(strategies, "fedavg"), key=key(v, "strategy")
+            "Strategy",
+            strategies,
+            index=_index(strategies, "fedavg"),
+            key=key(v, "strategy"),
+            help="only the strategies this model can train under are offered",
         )
+        if params := strategy_options(v, training["strategy"]):
+            training["strategy_params"] = params
     else:  # xgboost: the mode picks Flower's strategy (consortia.config.xgboost)
         mode = bar.selectbox(
             "XGBoost mode", list(XGB_MODES), key=key(v, "xgb_mode"),

@@ -18,11 +18,13 @@ from consortia.federation.algorithms.task import LocalResult, LocalTask
 from consortia.learners import TorchModuleLearner, require
 
 INNER_LR_KEY = "fedmeta-inner-lr"
+#: the inner step when the strategy sends none (consortia.federation.strategies.fedmeta: why 0.2)
+DEFAULT_INNER_LR = 0.2
 
 
 def train_fedmeta(task: LocalTask) -> LocalResult:
     require(task.learner, "supports_torch_module", feature="FedMeta (first-order MAML steps)")
-    inner_lr = float(task.config.get(INNER_LR_KEY, 0.05))  # type: ignore[arg-type]
+    inner_lr = float(task.config.get(INNER_LR_KEY, DEFAULT_INNER_LR))  # type: ignore[arg-type]
     losses = meta_steps(task.learner, task.x, task.y, epochs=task.epochs, seed=task.seed, inner_lr=inner_lr)  # type: ignore[arg-type]
     return LocalResult({"train_loss": float(np.mean(losses)) if losses else 0.0})
 
@@ -55,3 +57,21 @@ def meta_steps(
             optimizer.step()
             losses.append(float(outer.detach()))
     return losses
+
+
+def adapt_steps(
+    learner: TorchModuleLearner, x: np.ndarray, y: np.ndarray, *, steps: int, seed: int, sgd_lr: float | None = None
+) -> list[float]:
+    """``steps`` mini-batch steps on an institution's rows (not epochs): how a meta-learned model
+    is judged, "good after k local steps". The learner's own optimizer, fresh as in ``fit``
+    (``sgd_lr`` None), or plain SGD of that step size (the inner step FOMAML meta-trains for)."""
+    if steps <= 0:
+        return []
+    module = learner.torch_module()
+    per_epoch = max(1, -(-len(y) // int(learner.batch_size)))
+    with learner.step_context(seed):
+        learner.start_fit(y)
+        if sgd_lr is not None:
+            learner.optimizer = torch.optim.SGD(module.parameters(), lr=float(sgd_lr))
+        batches = learner.batches(x, y, seed=seed, epochs=-(-steps // per_epoch))
+        return [learner.train_step(xb, yb) for _, (xb, yb) in zip(range(steps), batches, strict=False)]
