@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consortia.config import PartitionConfig
-from consortia.data.partition import partition_frame
+from consortia.data.partition import MIN_CLASS_ROWS, ensure_class_floor, partition_frame
 from consortia.errors import ConfigError
 
 
@@ -94,3 +94,29 @@ def test_too_many_institutions_is_a_config_error():
             _frame(10, 0.5, 0), PartitionConfig(kind="iid"), num_institutions=20,
             target="y", natural_column=None, seed=0,
         )  # fmt: skip
+
+
+def test_dirichlet_keeps_a_floor_of_each_class_in_every_institution():
+    """alpha 0.1 alone gives some institutions a single class (unusable); the floor fixes that."""
+    frame = _frame(3000, 0.05, 0)
+    config = PartitionConfig(kind="dirichlet", alpha=0.1, min_rows=5)
+    for seed in range(5):
+        parts = partition_frame(frame, config, num_institutions=6, target="y", natural_column=None, seed=seed)
+        ids = np.concatenate([p["row_id"].to_numpy() for p in parts.values()])
+        assert sorted(ids.tolist()) == list(range(len(frame)))
+        for part in parts.values():
+            assert (part["y"] == 1).sum() >= MIN_CLASS_ROWS and (part["y"] == 0).sum() >= MIN_CLASS_ROWS
+
+
+def test_class_floor_moves_only_what_is_short_and_leaves_a_split_that_meets_it():
+    labels = np.array([0] * 40 + [1] * 20)
+    met = {0: np.r_[0:20, 40:50], 1: np.r_[20:40, 50:60]}
+    kept = ensure_class_floor(met, labels, 5, np.random.default_rng(0))
+    assert all(np.array_equal(kept[i], met[i]) for i in met)
+    short = {0: np.r_[0:20, 40:42], 1: np.r_[20:40, 42:60]}  # institution 0: 2 positives of 5
+    fixed = ensure_class_floor(short, labels, 5, np.random.default_rng(0))
+    assert sorted(np.concatenate(list(fixed.values())).tolist()) == list(range(60))
+    assert (labels[fixed[0]] == 1).sum() == 5 and (labels[fixed[1]] == 1).sum() == 15
+    assert np.array_equal(np.sort(fixed[0][labels[fixed[0]] == 0]), np.r_[0:20])  # negatives untouched
+    rare = ensure_class_floor(short, np.r_[labels[:59], 0], 50, np.random.default_rng(0))  # floor capped: 19 // 2
+    assert min((np.r_[labels[:59], 0][rows] == 1).sum() for rows in rare.values()) == 9

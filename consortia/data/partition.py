@@ -3,6 +3,11 @@
 Re-splits come from Flower Datasets' partitioners (the ones Flower's own simulations use);
 this module adapts them to pandas frames and checks the result: every row lands in exactly
 one institution and no institution is empty. The natural split is a plain group-by.
+
+A Dirichlet split then gives every institution at least ``MIN_CLASS_ROWS`` rows of each class
+(``ensure_class_floor``): with alpha 0.3 or less an institution often draws a single class, and
+such an institution can neither train nor be evaluated (the data layer refuses it). Splits that
+already meet the floor are left exactly as the partitioner made them.
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ from consortia.config import PartitionConfig
 from consortia.errors import ConfigError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # partitioning never needs the network
+
+#: rows of each class every institution of a Dirichlet split keeps (fewer where a class has fewer than
+#: this many rows per institution): enough for a stratified train/test split and a temporal one's history
+MIN_CLASS_ROWS = 5
 
 
 def partition_frame(
@@ -96,10 +105,35 @@ def _resplit_indices(
                     f"dirichlet partition with alpha={config.alpha} could not give every "
                     f"institution {config.min_rows} rows ({exc}); raise alpha or use fewer institutions"
                 ) from None
+        ids = ensure_class_floor(ids, frame[target].astype(int).to_numpy(), MIN_CLASS_ROWS, rng)
     else:  # pragma: no cover - PartitionConfig restricts kind
         raise ConfigError(f"unknown partition kind '{config.kind}'")
     width = len(str(n))
     return {f"inst-{i + 1:0{width}d}": list(map(int, ids[i])) for i in range(n)}
+
+
+def ensure_class_floor(
+    ids: dict[int, np.ndarray], labels: np.ndarray, floor: int, rng: np.random.Generator
+) -> dict[int, np.ndarray]:
+    """Move rows so that every institution holds at least ``min(floor, class rows // institutions)``
+    rows of each class, each taken at random from the institution holding most of that class.
+
+    Institutions already at the floor lose nothing but rows of a class they hold most of; a split
+    that meets the floor everywhere is returned unchanged (the same arrays)."""
+    out = dict(ids)
+    for label in np.unique(labels):
+        need = min(floor, int(np.sum(labels == label)) // len(out))
+        for i in sorted(out):
+            short = need - int(np.sum(labels[out[i]] == label))
+            while short > 0:
+                counts = {j: int(np.sum(labels[out[j]] == label)) for j in sorted(out)}
+                donor = max(counts, key=lambda j: counts[j])  # the first of the largest: deterministic
+                rows = np.asarray(out[donor])[labels[out[donor]] == label]
+                take = rng.choice(rows, size=min(short, counts[donor] - need), replace=False)
+                out[donor] = np.setdiff1d(out[donor], take)
+                out[i] = np.concatenate([np.asarray(out[i], dtype=int), take])
+                short -= len(take)
+    return out
 
 
 def quantity_skew_sizes(total: int, n: int, alpha: float, min_rows: int, rng: np.random.Generator) -> list[int]:
