@@ -37,8 +37,15 @@ from consortia.data.preprocessing import Preprocessor, merge_summaries
 from consortia.errors import ConfigError
 from consortia.experiment.baselines import budget_note, compare_baselines, federated_budget, model_size, predictor
 from consortia.learners.xgboost.binning import GlobalBinning, local_quantile_summary, merge_quantile_summaries
-from consortia.learners.xgboost.histogram import train_centralized, train_histogram_federated
-from consortia.learners.xgboost.learner import XGBoostLearner, booster_params, split_params, validation_split
+from consortia.learners.xgboost.histogram import (
+    ROUND_TIMEOUT_S,
+    STARTUP_TIMEOUT_S,
+    best_rounds,
+    joint_params,
+    train_centralized,
+    train_histogram_federated,
+)
+from consortia.learners.xgboost.learner import XGBoostLearner, split_params, validation_split
 from consortia.privacy.disclosure import DEFAULT_MIN_CATEGORY_COUNT
 from consortia.runs.folder import RunFolder
 from consortia.runs.results import (
@@ -50,11 +57,6 @@ from consortia.runs.results import (
 )
 from consortia.verticals import Vertical, get_vertical
 from consortia.verticals.base import TrainScores
-
-#: seconds the federation may go without a finished boosting round before it is torn down
-ROUND_TIMEOUT_S = 60.0
-#: seconds for the server and every institution's process to start and finish round 1
-STARTUP_TIMEOUT_S = 180.0
 
 
 @dataclass
@@ -216,7 +218,7 @@ def train_jointly(
         early_stopping_rounds=setup.early_stopping, names=setup.names, on_round=track, timeout_s=timeout_s,
         startup_timeout_s=startup_timeout_s,
     )  # fmt: skip
-    booster = _best(booster, setup.early_stopping)
+    booster = best_rounds(booster, setup.early_stopping)
     return JointTraining(booster, finished_at, t0, time.perf_counter() - t0)
 
 
@@ -243,7 +245,7 @@ def compare_with_centralized(
 ) -> Reference:
     """Pooled training on the same global bins (the model to equal), then both baselines."""
     t1 = time.perf_counter()
-    central = _best(
+    central = best_rounds(
         train_centralized(
             setup.parts, setup.params, setup.n_rounds, binning=setup.binning,
             valid_parts=setup.valid_parts, early_stopping_rounds=setup.early_stopping,
@@ -275,29 +277,18 @@ def agree_bins(config: ExperimentConfig, vertical: Vertical, federation: Federat
     arrays = [inst.arrays(preprocessor, schema.target) for inst in insts]
 
     model_params = vertical.model_params(config.model, config.model_params)
-    own, xgb_params = split_params(model_params)
-    xgb_params.setdefault("nthread", 1)
+    own, _ = split_params(model_params)
     n_rounds = config.rounds * config.local_epochs * own["trees_per_epoch"]
     binning = merge_quantile_summaries([local_quantile_summary(a[0], own["n_bins"]) for a in arrays], own["n_bins"])
-    params = booster_params(xgb_params, None, None, seed=config.seed)
-    if own.get("scale_pos_weight") == "balanced":
-        positives = sum(int(np.sum(a[1] == 1)) for a in arrays)
-        negatives = sum(int(np.sum(a[1] == 0)) for a in arrays)
-        params["scale_pos_weight"] = negatives / positives if positives else 1.0
-    elif own.get("scale_pos_weight") is not None:
-        params["scale_pos_weight"] = float(own["scale_pos_weight"])
+    positives = sum(int(np.sum(a[1] == 1)) for a in arrays)
+    negatives = sum(int(np.sum(a[1] == 0)) for a in arrays)
+    params, es = joint_params(
+        model_params, seed=config.seed, n_rounds=n_rounds, positives=positives, negatives=negatives
+    )
 
     parts = [(a[0], a[1]) for a in arrays]
     valid_parts: list[tuple[np.ndarray, np.ndarray]] | None = None
-    es = None
-    if own["early_stopping_rounds"] and n_rounds > own["early_stopping_rounds"]:
-        es = int(own["early_stopping_rounds"])
-        # Early stopping must see the pooled validation metric. Log loss is a sum over rows, so the
-        # federated all-reduce gives exactly the pooled value; XGBoost's federated AUC/AUPRC is not
-        # the pooled one (it stopped a federated run one round before the pooled run).
-        if params.get("eval_metric", "logloss") in ("auc", "aucpr"):
-            params["eval_metric"] = "logloss"
-        params.setdefault("eval_metric", "logloss")
+    if es is not None:
         parts, valid_parts = [], []
         for name, (x, y, _, _) in zip(names, arrays, strict=True):
             tr, va = validation_split(y, own["validation_fraction"], institution_seed(config.seed, name, 0))
@@ -348,13 +339,6 @@ def evaluate_at_institutions(
         for mode in scores
     }
     return per_institution, pooled
-
-
-def _best(booster: Any, early_stopping_rounds: int | None) -> Any:
-    """With early stopping, keep the rounds up to the best one (all institutions agree on it)."""
-    if early_stopping_rounds and booster.num_boosted_rounds() > booster.best_iteration + 1:
-        return booster[: booster.best_iteration + 1]
-    return booster
 
 
 def _round_records(

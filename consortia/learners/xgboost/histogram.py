@@ -9,8 +9,14 @@ model a pooled run on the same binned data would give (measured difference: 0.0)
 
 What leaves an institution: its quantile summary (see :func:`local_quantile_summary`) once,
 then every round the all-reduced gradient/hessian histograms, node sums, and small scalars
-(row count, base-score and metric sums). Rows never leave. The server runs XGBoost's insecure
-(no TLS) federated server, which sees the per-institution histograms.
+(row count, base-score and metric sums). Rows never leave. XGBoost's federated server sees the
+per-institution histograms; the simulation runs it on loopback without TLS, a deployment
+(``consortia.federation.xgb_histogram``) with mutual TLS (``ServerTls`` / ``WorkerTls``).
+
+Two ways to run the same worker (:func:`run_worker`, in a spawned process of its own):
+:func:`train_histogram_federated` simulates every institution and the server on this machine;
+:func:`train_rank` is one institution's part, next to its data, with the server elsewhere
+(:class:`FederatedServer` at the coordinator).
 
 Why a parent-side watchdog: XGBoost 3.2's federated collectives block in gRPC without a
 deadline (``dmlc_timeout`` and the server ``timeout`` do not end a collective that waits for a
@@ -33,6 +39,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,22 +56,56 @@ if TYPE_CHECKING:  # imported inside functions: worker processes must skip sklea
     import xgboost as xgb
 
 __all__ = [
+    "ROUND_TIMEOUT_S",
+    "STARTUP_TIMEOUT_S",
+    "FederatedServer",
     "FederatedTrainingError",
     "GlobalBinning",
+    "ServerTls",
+    "WorkerTls",
+    "best_rounds",
+    "joint_params",
     "local_quantile_summary",
     "merge_quantile_summaries",
     "run_worker",
     "train_centralized",
     "train_histogram_federated",
+    "train_rank",
 ]
 
+#: seconds the federation may go without a finished boosting round before it is torn down
+ROUND_TIMEOUT_S = 60.0
+#: seconds for the server and every institution's process to start and finish round 1
+STARTUP_TIMEOUT_S = 180.0
 #: exit code of a worker whose own watchdog gave up (no round finished within its timeout)
 STALL_EXIT_CODE = 75
 #: extra seconds a simulated worker waits beyond the parent's timeout, so the parent reports first
 _WORKER_GRACE_S = 10.0
 _POLL_S = 0.1
+#: seconds between two probes of a remote federated server (train_rank)
+_PROBE_EVERY_S = 2.0
 
 Part = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """TLS files of XGBoost's federated server (PEM paths): its key and certificate, and the CA
+    that signed the workers' client certificates (the server verifies every worker)."""
+
+    key: str
+    cert: str
+    client_ca: str
+
+
+@dataclass(frozen=True)
+class WorkerTls:
+    """TLS files of one federated worker (PEM paths): the CA that signed the server's certificate,
+    and this worker's own key and client certificate."""
+
+    server_ca: str
+    client_key: str
+    client_cert: str
 
 
 class FederatedTrainingError(FederationError):
@@ -103,6 +144,40 @@ def _hist_params(params: dict[str, Any], binning: GlobalBinning | None) -> dict[
         )
     p.setdefault("seed", 0)
     return p
+
+
+def joint_params(
+    model_params: dict[str, Any], *, seed: int, n_rounds: int, positives: int, negatives: int
+) -> tuple[dict[str, Any], int | None]:
+    """The joint booster's parameters and early-stopping rounds (None: off), from the run's model
+    params and the consortium's label counts (for ``scale_pos_weight='balanced'``): one rule for
+    the simulated federation and a deployed one, so both train the same model."""
+    from consortia.learners.xgboost.learner import booster_params, split_params
+
+    own, xgb_params = split_params(model_params)
+    xgb_params.setdefault("nthread", 1)
+    params = booster_params(xgb_params, None, None, seed=seed)
+    if own.get("scale_pos_weight") == "balanced":
+        params["scale_pos_weight"] = negatives / positives if positives else 1.0
+    elif own.get("scale_pos_weight") is not None:
+        params["scale_pos_weight"] = float(own["scale_pos_weight"])
+    es = None
+    if own["early_stopping_rounds"] and n_rounds > own["early_stopping_rounds"]:
+        es = int(own["early_stopping_rounds"])
+        # Early stopping must see the pooled validation metric. Log loss is a sum over rows, so the
+        # federated all-reduce gives exactly the pooled value; XGBoost's federated AUC/AUPRC is not
+        # the pooled one (it stopped a federated run one round before the pooled run).
+        if params.get("eval_metric", "logloss") in ("auc", "aucpr"):
+            params["eval_metric"] = "logloss"
+        params.setdefault("eval_metric", "logloss")
+    return params, es
+
+
+def best_rounds(booster: xgb.Booster, early_stopping_rounds: int | None) -> xgb.Booster:
+    """With early stopping, keep the rounds up to the best one (all institutions agree on it)."""
+    if early_stopping_rounds and booster.num_boosted_rounds() > booster.best_iteration + 1:
+        return booster[: booster.best_iteration + 1]
+    return booster
 
 
 def _dmatrix(X: np.ndarray, y: np.ndarray, binning: GlobalBinning | None) -> xgb.DMatrix:
@@ -152,16 +227,18 @@ def run_worker(
     y_valid: np.ndarray | None = None,
     early_stopping_rounds: int | None = None,
     on_round: Callable[[int], None] | None = None,
-) -> bytes | None:
+    tls: WorkerTls | None = None,
+) -> bytes:
     """What an institution runs next to its data: join the federation, train, return the model.
 
     Builds the DMatrix from this institution's rows only (binned with ``binning`` if given,
-    else ``X`` must already be binned) and trains inside XGBoost's federated communicator.
-    Returns the model (UBJSON bytes) on rank 0, ``None`` elsewhere (all ranks hold the same
-    model). ``timeout_s`` bounds the wait for any one round (joining included): past it the
-    *process exits* with code ``STALL_EXIT_CODE``, since a blocked gRPC collective cannot be
-    interrupted, so run this in a dedicated process; ``None`` disables that. On error the
-    communicator is not finalised (that can block on a broken federation): let the process end.
+    else ``X`` must already be binned) and trains inside XGBoost's federated communicator
+    (over TLS with ``tls``). Returns the model (UBJSON bytes): every rank holds the same one,
+    and a deployed institution evaluates and fine-tunes its own copy. ``timeout_s`` bounds the
+    wait for any one round (joining included): past it the *process exits* with code
+    ``STALL_EXIT_CODE``, since a blocked gRPC collective cannot be interrupted, so run this in a
+    dedicated process; ``None`` disables that. On error the communicator is not finalised (that
+    can block on a broken federation): let the process end.
     """
     import xgboost as xgb
 
@@ -192,6 +269,12 @@ def run_worker(
     }
     if timeout_s is not None:  # ignored by the federated communicator in 3.2; kept for later ones
         comm["dmlc_timeout"] = math.ceil(timeout_s)
+    if tls is not None:
+        comm |= {
+            "federated_server_cert_path": tls.server_ca,
+            "federated_client_key_path": tls.client_key,
+            "federated_client_cert_path": tls.client_cert,
+        }
     try:
         xgb.collective.init(**comm)
         booster = xgb.train(
@@ -207,7 +290,7 @@ def run_worker(
         xgb.collective.finalize()
     finally:
         stop.set()  # the caller handles errors from here on
-    return bytes(booster.save_raw("ubj")) if rank == 0 else None
+    return bytes(booster.save_raw("ubj"))
 
 
 def _exit_with_parent() -> None:
@@ -234,13 +317,16 @@ def _skip_sklearn() -> None:
         sys.modules.setdefault("sklearn", None)  # type: ignore[arg-type]
 
 
-def _server_main(world_size: int, port: int, events: Any) -> None:
+def _server_main(world_size: int, port: int, events: Any, tls: ServerTls | None = None) -> None:
     _exit_with_parent()
     _skip_sklearn()
     from xgboost.federated import FederatedTracker
 
     try:
-        tracker = FederatedTracker(n_workers=world_size, port=port, secure=False)
+        files = (
+            {"server_key_path": tls.key, "server_cert_path": tls.cert, "client_cert_path": tls.client_ca} if tls else {}
+        )
+        tracker = FederatedTracker(n_workers=world_size, port=port, secure=tls is not None, **files)
         tracker.start()
         events.put(("server_ready", -1, port))
         tracker.wait_for()  # does not return after training; the parent terminates us
@@ -297,9 +383,9 @@ def _reserved_port(port: int | None) -> Iterator[int]:
         sock.close()
 
 
-def _listening(port: int) -> bool:
+def _listening(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
         return False
@@ -380,26 +466,20 @@ def train_histogram_federated(
     startup_s = timeout_s if startup_timeout_s is None else startup_timeout_s
     worker_params = dict(params)
     worker_params.setdefault("nthread", 1)  # all institutions share this machine's cores
-    federation = _SimulatedFederation(names, num_boost_round, timeout_s, startup_s, on_round)
+    federation = _Federation(dict(enumerate(names)), num_boost_round, timeout_s, startup_s, on_round)
     try:
         deadline = time.monotonic() + startup_s
         with _reserved_port(port) as port_:
-            federation.start_server(port_, deadline)
+            federation.start_server(n, port_, deadline)
         address = f"127.0.0.1:{port_}"
         for rank, (X, y) in enumerate(parts):
-            kwargs = {
-                "X": np.asarray(X),
-                "y": np.asarray(y),
-                "params": worker_params,
-                "num_boost_round": num_boost_round,
-                "timeout_s": max(timeout_s, startup_s) + _WORKER_GRACE_S,
-                "binning": binning,
-                "early_stopping_rounds": early_stopping_rounds,
-            }
+            kwargs = _worker_kwargs(
+                X, y, worker_params, num_boost_round, max(timeout_s, startup_s), binning, early_stopping_rounds
+            )
             if valid_parts is not None:
                 kwargs["X_valid"], kwargs["y_valid"] = map(np.asarray, valid_parts[rank])
             federation.start_worker(rank, n, address, kwargs)
-        model = federation.wait_for_models()
+        model = federation.wait_for_models()[0]
         import xgboost as xgb
 
         return xgb.Booster(model_file=bytearray(model))
@@ -433,19 +513,21 @@ def _check_federation(
     return names
 
 
-class _SimulatedFederation:
-    """The parent's view of a simulated federation: its processes, their reports, the watchdog."""
+class _Federation:
+    """The parent's view of federated processes started here: XGBoost's federated server (in a
+    simulation or at a coordinator) and/or the workers of some ranks (all of them in a
+    simulation, one at a deployed institution), their reports and the watchdog."""
 
     def __init__(
         self,
-        names: list[str],
+        names: dict[int, str],
         num_boost_round: int,
         timeout_s: float,
         startup_s: float,
         on_round: Callable[[int, int], None] | None,
     ) -> None:
-        self.names = names
-        self.n = len(names)
+        self.names = names  # rank -> institution, for the ranks whose workers run here
+        self.ranks = sorted(names)
         self.num_boost_round = num_boost_round
         self.timeout_s = timeout_s
         self.startup_s = startup_s
@@ -453,9 +535,16 @@ class _SimulatedFederation:
         self.ctx = mp.get_context("spawn")
         self.events = self.ctx.Queue()
         self.procs: list[Any] = []
-        self.last_round = dict.fromkeys(range(self.n), -1)
-        self.results: dict[int, bytes | None] = {}
+        self.server: Any | None = None
+        self.workers: dict[int, Any] = {}
+        self.last_round = dict.fromkeys(self.ranks, -1)
+        self.results: dict[int, bytes] = {}
         self.last_progress = time.monotonic()
+        #: (host, port) of a federated server that runs elsewhere, probed every few seconds: when it
+        #: is gone (a coordinator that ended the run), the workers here stop instead of waiting out
+        #: their timeout on a federation that no longer exists
+        self.remote_server: tuple[str, int] | None = None
+        self._next_probe = 0.0
 
     def who(self, rank: int) -> str:
         return f"{self.names[rank]} (rank {rank})"
@@ -465,16 +554,17 @@ class _SimulatedFederation:
         return f"before finishing round 1 of {total}" if r < 0 else f"after round {r + 1} of {total}"
 
     # -- start-up --------------------------------------------------------------------------------
-    def start_server(self, port: int, deadline: float) -> None:
+    def start_server(self, world_size: int, port: int, deadline: float, tls: ServerTls | None = None) -> None:
         """Start XGBoost's federated server and wait until it listens on ``port``."""
         server = self.ctx.Process(
             target=_server_main,
-            args=(self.n, port, self.events),
+            args=(world_size, port, self.events, tls),
             name="consortia-xgb-server",
             daemon=True,
         )
         server.start()
         self.procs.append(server)
+        self.server = server
         ready = False
         while not (ready and _listening(port)):
             if time.monotonic() > deadline:
@@ -501,35 +591,48 @@ class _SimulatedFederation:
         )
         proc.start()
         self.procs.append(proc)
+        self.workers[rank] = proc
         self.last_progress = time.monotonic()
 
     # -- training --------------------------------------------------------------------------------
-    def wait_for_models(self) -> bytes:
-        """Watch the reports until every institution is done; rank 0's model."""
-        server, workers = self.procs[0], self.procs[1:]
-        while len(self.results) < self.n:
+    def wait_for_models(self) -> dict[int, bytes]:
+        """Watch the reports until every worker started here is done; their models by rank."""
+        server = self.server
+        while len(self.results) < len(self.ranks):
             with suppress(queue_mod.Empty):
                 self.handle(self.events.get(timeout=_POLL_S))
-            dead = [r for r, w in enumerate(workers) if r not in self.results and w.exitcode is not None]
-            if dead or server.exitcode is not None:
+            dead = [r for r, w in self.workers.items() if r not in self.results and w.exitcode is not None]
+            server_gone = server is not None and server.exitcode is not None
+            if dead or server_gone:
                 self.drain(0.5)  # a final "done"/"error" may still be in the pipe
                 dead = [r for r in dead if r not in self.results]
             if dead:
                 r = dead[0]
                 raise FederatedTrainingError(
-                    f"{self.who(r)} stopped {self.where(r)} ({_describe_exit(workers[r].exitcode)}); "
+                    f"{self.who(r)} stopped {self.where(r)} ({_describe_exit(self.workers[r].exitcode)}); "
                     "federated training aborted and all processes terminated",
                     rank=r,
                     last_round=self.last_round[r],
                 )
-            if server.exitcode is not None and len(self.results) < self.n:
+            if server_gone and len(self.results) < len(self.ranks):
+                assert server is not None
                 raise FederatedTrainingError(
                     f"federated server stopped during training ({_describe_exit(server.exitcode)})"
                 )
             self.check_stall()
-        model = self.results[0]
-        assert model is not None
-        return model
+            self.check_remote_server()
+        return dict(self.results)
+
+    def check_remote_server(self) -> None:
+        if self.remote_server is None or time.monotonic() < self._next_probe:
+            return
+        self._next_probe = time.monotonic() + _PROBE_EVERY_S
+        host, port = self.remote_server
+        if not (_listening(port, host) or _listening(port, host)):  # twice: one lost probe is no verdict
+            raise FederatedTrainingError(
+                f"the federated server at {host}:{port} stopped listening; federated training aborted",
+                last_round=min(self.last_round.values(), default=-1),
+            )
 
     def handle(self, msg: tuple[str, int, Any]) -> None:
         kind, rank, payload = msg
@@ -561,11 +664,11 @@ class _SimulatedFederation:
     def check_stall(self) -> None:
         """No round finished for too long: blame the institution furthest behind, if any is."""
         last_round = self.last_round
-        started = all(last_round[r] >= 0 or r in self.results for r in range(self.n))
+        started = all(last_round[r] >= 0 or r in self.results for r in self.ranks)
         limit = self.timeout_s if started else self.startup_s
         if time.monotonic() - self.last_progress <= limit:
             return
-        pending = [r for r in range(self.n) if r not in self.results]
+        pending = [r for r in self.ranks if r not in self.results]
         slowest = min(pending, key=lambda r: last_round[r])
         if last_round[slowest] < max(last_round[r] for r in pending):
             blame, rank_ = f"{self.who(slowest)} is furthest behind", slowest
@@ -583,6 +686,113 @@ class _SimulatedFederation:
         _terminate(self.procs)
         self.events.close()
         self.events.cancel_join_thread()
+
+
+class FederatedServer:
+    """XGBoost's federated server in a process of its own, for a coordinator whose workers run
+    elsewhere (a deployment's ServerApp). It listens on all interfaces (XGBoost has no host
+    option); with ``tls`` it accepts only workers whose client certificate ``tls.client_ca`` signed.
+    ``run_federated_server(blocking=True)`` never returns after training: ``close`` terminates it."""
+
+    def __init__(
+        self, world_size: int, *, port: int | None = None, tls: ServerTls | None = None, startup_timeout_s: float = 60
+    ) -> None:
+        self._federation = _Federation({}, 0, math.inf, startup_timeout_s, None)
+        try:
+            with _reserved_port(port) as port_:
+                self._federation.start_server(world_size, port_, time.monotonic() + startup_timeout_s, tls)
+        except BaseException:
+            self._federation.close()
+            raise
+        self.port = port_
+
+    def check(self) -> None:
+        """FederatedTrainingError if the server process is gone (it only ends when closed)."""
+        server = self._federation.server
+        if server is not None and server.exitcode is not None:
+            raise FederatedTrainingError(
+                f"federated server stopped during training ({_describe_exit(server.exitcode)})"
+            )
+
+    def close(self) -> None:
+        self._federation.close()
+
+    def __enter__(self) -> FederatedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def train_rank(
+    rank: int,
+    world_size: int,
+    server_address: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    params: dict[str, Any],
+    num_boost_round: int,
+    *,
+    binning: GlobalBinning,
+    name: str = "",
+    tls: WorkerTls | None = None,
+    valid: Part | None = None,
+    early_stopping_rounds: int | None = None,
+    timeout_s: float = 60,
+    startup_timeout_s: float | None = None,
+    on_round: Callable[[int], None] | None = None,
+) -> xgb.Booster:
+    """One institution's part of a federation whose server and other ranks run elsewhere.
+
+    The same worker as :func:`train_histogram_federated` runs (:func:`run_worker` in a spawned
+    process of its own, binning and loading only these rows), watched the same way: the worker
+    dying or raising, or no round finishing for ``timeout_s`` (``startup_timeout_s`` until the
+    first), or the server no longer listening, ends it with :class:`FederatedTrainingError` and
+    the process terminated."""
+    _check_parts([(X, y)], binning, "institution")
+    if valid is not None:
+        _check_parts([valid], binning, "validation part")
+    elif early_stopping_rounds is not None:
+        raise ValueError("early stopping needs a validation part")
+    _hist_params(params, binning)
+    startup_s = timeout_s if startup_timeout_s is None else startup_timeout_s
+    report = None if on_round is None else (lambda _rank, rnd: on_round(rnd))
+    federation = _Federation({rank: name or f"institution {rank}"}, num_boost_round, timeout_s, startup_s, report)
+    kwargs = _worker_kwargs(X, y, params, num_boost_round, max(timeout_s, startup_s), binning, early_stopping_rounds)
+    if valid is not None:
+        kwargs["X_valid"], kwargs["y_valid"] = map(np.asarray, valid)
+    kwargs["tls"] = tls
+    host, _, port = server_address.rpartition(":")
+    federation.remote_server = (host.strip("[]") or "127.0.0.1", int(port))
+    try:
+        federation.start_worker(rank, world_size, server_address, kwargs)
+        model = federation.wait_for_models()[rank]
+        import xgboost as xgb
+
+        return xgb.Booster(model_file=bytearray(model))
+    finally:
+        federation.close()
+
+
+def _worker_kwargs(
+    X: np.ndarray,
+    y: np.ndarray,
+    params: dict[str, Any],
+    num_boost_round: int,
+    timeout_s: float,
+    binning: GlobalBinning,
+    early_stopping_rounds: int | None,
+) -> dict[str, Any]:
+    """What :func:`run_worker` gets in a worker process (its own stall timer outlasts the parent's)."""
+    return {
+        "X": np.asarray(X),
+        "y": np.asarray(y),
+        "params": params,
+        "num_boost_round": num_boost_round,
+        "timeout_s": timeout_s + _WORKER_GRACE_S,
+        "binning": binning,
+        "early_stopping_rounds": early_stopping_rounds,
+    }
 
 
 def train_centralized(
