@@ -14,12 +14,17 @@ Each (size, model, way) runs in its own subprocess, so the peak memory is that r
 child's peak RSS plus its own children's peak (``resource.getrusage``; the in-process engine starts
 none, so it is the whole process tree). Columns: wall seconds of the whole run, seconds per round
 (the federated phase / rounds), peak GB, federated / centralized (pooled primary metric, AUPRC),
-the plain loop's seconds and consortia / plain.
+the plain loop's seconds and consortia / plain, and beside the wall seconds the CPU seconds
+(user + system of the run's process tree, from ``RUSAGE_CHILDREN``), which other jobs on a
+shared machine inflate far less than wall time, and the 1-minute load average before and after.
+A second table splits each Consortia run into its ``timings`` phases.
+
+A size may carry its own rounds: ``1000x10M@3`` (the table's rounds column says so).
 
 Usage::
 
-    python benchmarks/scale.py [--sizes 5x100k,100x1M] [--models logistic,mlp] [--rounds 20] [--quick]
-                               [--full] [--timeout 3600] [--no-plain]
+    python benchmarks/scale.py [--sizes 5x100k,100x1M,1000x10M@3] [--models logistic,mlp] [--rounds 20]
+                               [--quick] [--full] [--timeout 3600] [--no-plain]
 
 Default sizes 5x100k,20x1M,100x100k,100x1M; ``--full`` every combination of {5, 20, 100, 1000}
 institutions and {100k, 1M, 10M} rows; ``--quick`` 5x100k,20x100k with logistic only and 5 rounds.
@@ -32,6 +37,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -53,12 +59,14 @@ def parse_rows(text: str) -> int:
     return int(text)
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str, rounds: int) -> tuple[int, int, int]:
+    """``100x1M`` -> (100, 1_000_000, rounds); ``1000x10M@3`` -> (1000, 10_000_000, 3)."""
     try:
-        institutions, rows = text.lower().split("x")
-        return int(institutions), parse_rows(rows)
+        size, _, own_rounds = text.lower().partition("@")
+        institutions, rows = size.split("x")
+        return int(institutions), parse_rows(rows), int(own_rounds) if own_rounds else rounds
     except ValueError:
-        raise SystemExit(f"size '{text}': expected INSTITUTIONSxROWS, e.g. 100x1M") from None
+        raise SystemExit(f"size '{text}': expected INSTITUTIONSxROWS[@ROUNDS], e.g. 100x1M or 1000x10M@3") from None
 
 
 def peak_gb() -> float:
@@ -166,8 +174,20 @@ def child(way: str, institutions: int, rows: int, model: str, rounds: int) -> No
     print(RESULT + json.dumps(out), flush=True)
 
 
-def measure(way: str, size: tuple[int, int], model: str, rounds: int, timeout: float) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", way, str(size[0]), str(size[1]), model, str(rounds)]
+def cpu_seconds() -> float:
+    """User + system seconds of every finished child (and its own children) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def measure(way: str, size: tuple[int, int, int], model: str, timeout: float) -> dict[str, Any]:
+    institutions, rows, rounds = size
+    command = [sys.executable, __file__, "--child", way, str(institutions), str(rows), model, str(rounds)]
+    load_before, cpu_before = load_average(), cpu_seconds()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -176,15 +196,31 @@ def measure(way: str, size: tuple[int, int], model: str, rounds: int, timeout: f
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"exit {done.returncode}: {tail[:120]}"}
-    return json.loads(lines[-1][len(RESULT) :])
+    out = json.loads(lines[-1][len(RESULT) :])
+    out |= {"cpu_s": cpu_seconds() - cpu_before, "load": (load_before, load_average())}
+    return out
 
 
-def label(size: tuple[int, int]) -> str:
-    institutions, rows = size
+def label(size: tuple[int, int] | tuple[int, int, int]) -> str:
+    institutions, rows = size[0], size[1]
     for unit, scale in (("M", 1_000_000), ("k", 1_000)):
         if rows % scale == 0:
             return f"{institutions}x{rows // scale}{unit}"
     return f"{institutions}x{rows}"
+
+
+PHASES = ("data_s", "federated_s", "centralized_s", "local_only_s", "local_on_pooled_s", "baselines_scoring_s")
+
+
+def print_phases(rows_out: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Each Consortia run's ``timings``, phase by phase (seconds)."""
+    print("\n| size | model | " + " | ".join(PHASES) + " | total_s |")
+    print("|" + "---|" * (len(PHASES) + 3))
+    for (size, model), runs in rows_out.items():
+        timings = runs["consortia"].get("timings")
+        if timings:
+            cells = " | ".join(f"{timings.get(k, math.nan):.1f}" for k in (*PHASES, "total_s"))
+            print(f"| {size} | {model} | {cells} |")
 
 
 def main() -> None:
@@ -206,28 +242,35 @@ def main() -> None:
         sizes_text, models, rounds = args.sizes or "5x100k,20x100k", ["logistic"], 5
     if args.full:
         sizes_text = ",".join(f"{i}x{r}" for i, r in itertools.product(FULL_INSTITUTIONS, FULL_ROWS))
-    sizes = [parse_size(s) for s in sizes_text.split(",") if s.strip()]
+    sizes = [parse_size(s, rounds) for s in sizes_text.split(",") if s.strip()]
 
-    header = "| size | model | seconds | s/round | peak GB | federated/centralized | plain s | consortia/plain |"
-    print(f"finance, in-process engine, {rounds} rounds, seed 42 (rows: total over all institutions)\n")
+    header = (
+        "| size | model | rounds | seconds | CPU s | s/round | peak GB | federated/centralized | plain s | plain CPU s "
+        "| consortia/plain | (CPU) | load average |"
+    )
+    print("finance, in-process engine, seed 42 (rows: total over all institutions)\n")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     rows_out: dict[tuple[str, str], dict[str, Any]] = {}
     for size, model in itertools.product(sizes, models):
-        fed = measure("consortia", size, model, rounds, args.timeout)
-        plain = {} if args.no_plain else measure("plain", size, model, rounds, args.timeout)
+        fed = measure("consortia", size, model, args.timeout)
+        plain = {} if args.no_plain else measure("plain", size, model, args.timeout)
         rows_out[(label(size), model)] = {"consortia": fed, "plain": plain}
+        n_rounds = size[2]
         if "error" in fed:
-            print(f"| {label(size)} | {model} | {fed['error']} | | | | | |", flush=True)
+            print(f"| {label(size)} | {model} | {n_rounds} | {fed['error']} | | | | | | | | | |", flush=True)
             continue
         ratio = fed["federated"] / fed["centralized"] if fed["centralized"] else math.nan
-        plain_s = plain.get("seconds", math.nan)
-        plain_text = plain.get("error", f"{plain_s:.1f}") if plain else "-"
+        plain_s, plain_cpu = plain.get("seconds", math.nan), plain.get("cpu_s", math.nan)
+        plain_text = plain.get("error", f"{plain_s:.1f} | {plain_cpu:.1f}") if plain else "- | -"
+        loads = [fed["load"][0], (plain or fed)["load"][1]] if "load" in (plain or fed) else fed["load"]
         print(
-            f"| {label(size)} | {model} | {fed['seconds']:.1f} | {fed['federated_s'] / rounds:.3f} | "
-            f"{fed['peak_gb']:.2f} | {ratio:.3f} | {plain_text} | {fed['seconds'] / plain_s:.2f} |",
+            f"| {label(size)} | {model} | {n_rounds} | {fed['seconds']:.1f} | {fed['cpu_s']:.1f} | "
+            f"{fed['federated_s'] / n_rounds:.3f} | {fed['peak_gb']:.2f} | {ratio:.3f} | {plain_text} | "
+            f"{fed['seconds'] / plain_s:.2f} | {fed['cpu_s'] / plain_cpu:.2f} | {loads[0]:.1f} -> {loads[1]:.1f} |",
             flush=True,
         )
+    print_phases(rows_out)
     print()
     target = rows_out.get(("100x1M", "logistic"), {})
     fed, plain = target.get("consortia", {}), target.get("plain", {})

@@ -15,7 +15,14 @@ from consortia.data.consortium import RUN_ARRAYS, federation_arrays, institution
 from consortia.data.preprocessing import FrameColumns, Preprocessor, merge_summaries
 from consortia.evaluation import metrics as m
 from consortia.experiment import run_experiment
-from consortia.experiment.baselines import compare_baselines, predictor, score, train_centralized
+from consortia.experiment.baselines import (
+    compare_baselines,
+    mean_ignoring_nan,
+    predictor,
+    score,
+    train_centralized,
+    train_local,
+)
 from consortia.logs import set_flower_verbosity
 from consortia.verticals import get_vertical
 
@@ -227,3 +234,74 @@ def test_a_node_fingerprints_its_run_config_once(monkeypatch: pytest.MonkeyPatch
     assert len(calls) == 1
     other = config.model_copy(update={"seed": 24})
     assert run_fingerprint(other) == fingerprint(other) != expected
+
+
+def test_one_frame_columns_serves_preprocessors_of_different_columns() -> None:
+    """The pooled test rows are read once for every local model: each preprocessor (its own numeric
+    columns, indicators, scaling, even a hand-written std of 0 or a mean of inf) still gets exactly
+    the matrix of its own definition, with and without missing values among the rows."""
+    rng = np.random.default_rng(4)
+    n = 20_000  # more than one chunk of rows
+    frame = pd.DataFrame({"a": rng.normal(0, 5, n), "b": rng.normal(3, 1, n), "c": rng.choice(["x", "y", "z"], n)})
+    holes = frame.assign(a=np.where(rng.random(n) < 0.2, np.nan, frame["a"]))
+    holes.loc[:2, "b"] = [np.inf, -np.inf, 1e308]
+    preprocessors = [
+        Preprocessor(["a", "b"], [0.1, 3.0], [5.0, 1.0], ["a"], {"c": ["x", "z"]}),
+        Preprocessor(["b", "a"], [2.9, -0.2], [1.1, 4.0], [], {"c": ["y"]}),
+        Preprocessor(["b"], [3.0], [0.0], ["b"], {}),  # std 0: scaling itself makes NaN
+        Preprocessor(["a"], [float("inf")], [1.0], [], {"c": ["x", "y", "z"]}),
+        Preprocessor([], [], [], [], {"c": ["z", "x"]}),
+    ]
+    for rows in (frame, holes):
+        shared = FrameColumns(rows)
+        for pre in preprocessors:
+            with np.errstate(divide="ignore", invalid="ignore"):  # the hand-written std of 0
+                expected = reference_transform(pre, rows)
+                assert np.array_equal(pre.transform(shared), expected), pre
+                assert np.array_equal(pre.transform(rows), expected), pre
+
+
+def test_local_only_scores_equal_each_model_on_its_own_rows() -> None:
+    """A local model's own test rows are its slice of the pooled matrix; the metrics are those of
+    transforming and scoring each split by itself, and the pooled scoring has its own timing."""
+    config = ExperimentConfig.build(vertical="finance", institutions=3, rows=6_000, rounds=2, seed=13)
+    vertical = get_vertical("finance")
+    federation = load_federation(config, vertical)
+    schema = federation.schema
+    pre = merge_summaries([i.summary(schema) for i in federation.institutions.values()], schema)
+    central, _ = train_centralized(federation, vertical, config, pre)
+    timings: dict[str, float] = {}
+    per_institution, pooled = compare_baselines(federation, vertical, config, predictor(central, pre), timings)
+    assert {"local_only_s", "local_on_pooled_s", "baselines_scoring_s"} <= set(timings)
+    target = schema.target
+    pooled_test = pd.concat([i.test for i in federation.institutions.values()], ignore_index=True)
+    on_pooled = []
+    for name, inst in federation.institutions.items():
+        local = train_local(federation, vertical, config, name)
+        own = inst.train[target].to_numpy(dtype=int), local.learner.predict_proba(local.x_train)
+        y = inst.test[target].to_numpy(dtype=int)
+        alone = vertical.evaluate(y, score(local.learner, local.preprocessor, inst.test), frame=inst.test, train=own)
+        assert per_institution[name]["local_only"] == alone
+        p = score(local.learner, local.preprocessor, pooled_test)
+        on_pooled.append(vertical.evaluate(pooled_test[target].to_numpy(dtype=int), p, frame=pooled_test, train=own))
+    assert pooled["local_only"] == {k: mean_ignoring_nan([m[k] for m in on_pooled]) for k in on_pooled[0]}
+
+
+def test_generated_string_columns_are_joined_into_one_chunk_with_the_same_values() -> None:
+    """Taking rows from a many-chunked pyarrow column costs the whole column: partitioning 1,000
+    institutions out of a frame built piece by piece was institutions x rows. ``one_chunk`` joins
+    the pieces; values, missing values, dtypes and order stay as they were."""
+    from consortia.data.consortium import one_chunk
+
+    pieces = [
+        pd.DataFrame({"s": pd.Series(["a", None, f"b{i}"], dtype="str"), "x": [float(i), np.nan, 1.0]})
+        for i in range(50)
+    ]
+    frame = pd.concat(pieces, ignore_index=True)
+    assert frame["s"].array.__arrow_array__().num_chunks == 50
+    joined = one_chunk(frame)
+    assert joined["s"].array.__arrow_array__().num_chunks == 1
+    assert joined.equals(frame) and (joined.dtypes == frame.dtypes).all()
+    assert joined["s"].isna().tolist() == frame["s"].isna().tolist()
+    rows = np.array([0, 2, 77, 149])
+    assert joined.iloc[rows].equals(frame.iloc[rows])

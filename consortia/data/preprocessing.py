@@ -133,25 +133,30 @@ class Preprocessor:
         n_numeric, n_indicators = len(self.numeric), len(self.missing_indicators)
         width = n_numeric + n_indicators + sum(len(v) for v in self.categories.values())
         out = np.zeros((columns.n_rows, width), dtype=np.float32)
-        numeric = [columns.numeric(name) for name in self.numeric]
-        means, stds = (
-            np.asarray(self.means, dtype=np.float64)[:, None],
-            np.asarray(self.stds, dtype=np.float64)[:, None],
-        )
-        indicators = [columns.missing(name) for name in self.missing_indicators]
+        numeric = columns.numeric_rows(tuple(self.numeric)) if n_numeric else None
+        means, stds = np.asarray(self.means, dtype=np.float64), np.asarray(self.stds, dtype=np.float64)
+        # scaling makes NaN only of NaN rows, unless a (hand-written) preprocessor's mean or std is not finite or 0
+        safe = bool(np.isfinite(means).all() and np.isfinite(stds).all() and (stds != 0).all())
+        impute = n_numeric > 0 and (not safe or columns.has_missing(tuple(self.numeric)))
+        indicators = columns.missing_rows(tuple(self.missing_indicators)) if n_indicators else None
         onehots = []
         for name, vocab in self.categories.items():
             codes, values = columns.categories(name)
-            onehots.append((codes, values[:, None] == np.asarray(vocab)[None, :]))  # distinct values x vocabulary
+            table = (values[:, None] == np.asarray(vocab)[None, :]).astype(np.float32)  # distinct values x vocabulary
+            onehots.append((codes, table))
+        scaled = np.empty((min(_CHUNK_ROWS, columns.n_rows), n_numeric), dtype=np.float64)
         for start in range(0, columns.n_rows, _CHUNK_ROWS):
             rows = slice(start, min(start + _CHUNK_ROWS, columns.n_rows))
             block = out[rows]
-            if numeric:
-                scaled = (np.stack([c[rows] for c in numeric]) - means) / stds
-                np.nan_to_num(scaled, copy=False, nan=0.0)  # mean imputation in scaled space
-                block[:, :n_numeric] = np.clip(scaled, -10.0, 10.0, out=scaled).T
-            if indicators:
-                block[:, n_numeric : n_numeric + n_indicators] = np.stack([m[rows] for m in indicators]).T
+            if numeric is not None:
+                part = scaled[: rows.stop - rows.start]
+                np.subtract(numeric[rows], means, out=part)
+                np.divide(part, stds, out=part)
+                if impute:  # mean imputation in scaled space
+                    np.copyto(part, 0.0, where=np.isnan(part))
+                block[:, :n_numeric] = np.clip(part, -10.0, 10.0, out=part)
+            if indicators is not None:
+                block[:, n_numeric : n_numeric + n_indicators] = indicators[rows]
             j = n_numeric + n_indicators
             for codes, table in onehots:
                 block[:, j : j + table.shape[1]] = table[codes[rows]]
@@ -183,17 +188,46 @@ class FrameColumns:
         self._numeric: dict[str, np.ndarray] = {}
         self._missing: dict[str, np.ndarray] = {}
         self._categories: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._numeric_rows: dict[tuple[str, ...], np.ndarray] = {}
+        self._missing_rows: dict[tuple[str, ...], np.ndarray] = {}
+        self._has_missing: dict[tuple[str, ...], bool] = {}
 
     def numeric(self, name: str) -> np.ndarray:
         """The column as float64 (NaN = missing); callers must not write into it."""
         if name not in self._numeric:
-            column = self.frame[name]
-            if isinstance(column.dtype, np.dtype) and column.dtype.kind in "fiub":
-                values = column.to_numpy(dtype=float)
-            else:  # extension dtypes: the frame-level conversion the transform is defined by
-                values = self.frame[[name]].to_numpy(dtype=float)[:, 0]
-            self._numeric[name] = values
+            self._numeric[name] = self._read_numeric(name)
         return self._numeric[name]
+
+    def _read_numeric(self, name: str) -> np.ndarray:
+        column = self.frame[name]
+        if isinstance(column.dtype, np.dtype) and column.dtype.kind in "fiub":
+            return column.to_numpy(dtype=float)
+        return self.frame[[name]].to_numpy(dtype=float)[:, 0]  # extension dtypes: the frame-level conversion
+
+    def numeric_rows(self, names: tuple[str, ...]) -> np.ndarray:
+        """``names``' columns side by side, row-major (rows x columns, float64), built once per set
+        of names: every preprocessor with these columns then reads rows of it, not column slices."""
+        if names not in self._numeric_rows:
+            matrix = np.empty((self.n_rows, len(names)), dtype=np.float64)
+            for k, name in enumerate(names):  # not kept column by column too: one copy of the values
+                matrix[:, k] = self._numeric[name] if name in self._numeric else self._read_numeric(name)
+            self._numeric_rows[names] = matrix
+        return self._numeric_rows[names]
+
+    def has_missing(self, names: tuple[str, ...]) -> bool:
+        """Whether any of ``names``' values is NaN (``numeric_rows``), checked once."""
+        if names not in self._has_missing:
+            self._has_missing[names] = bool(np.isnan(self.numeric_rows(names)).any())
+        return self._has_missing[names]
+
+    def missing_rows(self, names: tuple[str, ...]) -> np.ndarray:
+        """Missing indicators of ``names`` side by side (rows x columns, float32), built once."""
+        if names not in self._missing_rows:
+            matrix = np.empty((self.n_rows, len(names)), dtype=np.float32)
+            for k, name in enumerate(names):
+                matrix[:, k] = self.missing(name)
+            self._missing_rows[names] = matrix
+        return self._missing_rows[names]
 
     def missing(self, name: str) -> np.ndarray:
         if name not in self._missing:
