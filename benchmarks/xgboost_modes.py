@@ -50,7 +50,10 @@ def _row(vertical: str, mode: str, result: RunResult, pooled: str, seconds: str)
 def bench_vertical(name: str, rounds: int, rows: int | None, seed: int) -> tuple[list[str], float]:
     spec = get_vertical(name)
     n = spec.default_institutions
-    base = {"vertical": name, "model": "xgboost", "seed": seed, "rows": rows or spec.default_rows, "institutions": n}
+    base = {"vertical": name, "model": "xgboost", "seed": seed, "rows": rows or spec.default_rows, "institutions": n,
+            # every mode the same number of trees (early stopping, which keeps each mode's best, is
+            # benchmarks/model_selection.py's subject)
+            "selection": {"early_stopping": False}}  # fmt: skip
     bagging = run_experiment(ExperimentConfig.build(**base, rounds=rounds, xgb_mode="bagging"))
     cyclic = run_experiment(ExperimentConfig.build(**base, rounds=rounds * n, xgb_mode="cyclic"), baselines=False)
     histogram = run_histogram(ExperimentConfig.build(**base, rounds=rounds * n, xgb_mode="histogram"))

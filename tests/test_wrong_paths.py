@@ -1,6 +1,8 @@
 """Paths that used to run and give a quietly wrong answer: each is refused or fixed, and checked.
 
-* histogram XGBoost on the Flower ServerApp (a deployment) fell through to FedAvg over booster bytes;
+* histogram XGBoost on the Flower ServerApp (a deployment) fell through to FedAvg over booster bytes
+  (it now trains the joint booster, tests/test_xgb_histogram_deployment.py; the one-node-at-a-time
+  in-process grid, where it would wait out a timeout, refuses it);
 * bagging's global model had ``institutions`` times the trees of the baselines it was compared with;
 * ``fedprox`` without ``proximal-mu`` was FedAvg;
 * random node ids (Ray, deployments) changed the sampled institutions and the cyclic order for a seed;
@@ -48,7 +50,7 @@ def _trees(parameters: list[np.ndarray]) -> int:
 def test_histogram_xgboost_is_refused_by_the_server_app_before_any_node_is_asked():
     config = ExperimentConfig.build(model="xgboost", xgb_mode="histogram", institutions=3, rows=1500, rounds=2)
     recording = Recording()
-    with pytest.raises(ConfigError, match="xgb_mode 'histogram' cannot run on the Flower ServerApp") as err:
+    with pytest.raises(ConfigError, match="xgb_mode 'histogram' needs every node training at once") as err:
         run_federation(_grid(config, recording), config, ServerHooks(report_scores=False))
     assert "\n" not in str(err.value) and "bagging" in str(err.value)
     assert recording.calls == []
@@ -68,7 +70,8 @@ def test_histogram_xgboost_is_refused_by_the_server_app_before_any_node_is_asked
 
 
 def test_bagging_baselines_get_as_many_trees_as_the_global_model(small_config):
-    config = small_config(model="xgboost", institutions=3, rounds=3)
+    # a fixed budget (early stopping would keep each mode's best size: tests/test_selection.py)
+    config = small_config(model="xgboost", institutions=3, rounds=3, selection={"early_stopping": False})
     result = run_experiment(config)
     assert result.budget["federated"] == {"trees": 9.0}  # FedXgbBagging: 3 rounds x 3 institutions
     assert result.budget["centralized"] == result.budget["local_only"] == result.budget["federated"]
@@ -85,7 +88,7 @@ def test_bagging_baselines_get_as_many_trees_as_the_global_model(small_config):
     ],
 )
 def test_training_budget_is_the_size_of_the_federated_model(small_config, values, trees):
-    config = small_config(model="xgboost", rounds=3, **values)
+    config = small_config(model="xgboost", rounds=3, selection={"early_stopping": False}, **values)
     assert _trees(run_engine(config).final_parameters) == training_budget(config) == trees
 
 

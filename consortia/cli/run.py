@@ -21,7 +21,9 @@ def run(
     vertical: Annotated[str, typer.Argument(help="healthcare, finance or manufacturing")],
     institutions: Annotated[int | None, typer.Option(help="number of institutions (default: the vertical's)")] = None,
     rows: Annotated[int | None, typer.Option(help="total synthetic rows (default: the vertical's)")] = None,
-    rounds: Annotated[int, typer.Option(help="federated rounds")] = 20,
+    rounds: Annotated[
+        int | None, typer.Option(help="federated rounds (default 20; the most for early stopping: mlp 100)")
+    ] = None,
     local_epochs: Annotated[int, typer.Option(help="local epochs per round")] = 1,
     finetune_epochs: Annotated[int, typer.Option(help="local fine-tuning epochs after federation")] = 2,
     model: Annotated[str | None, typer.Option(help="logistic | mlp | xgboost (default: logistic)")] = None,
@@ -89,6 +91,24 @@ def run(
     secagg_range: Annotated[
         float | None, typer.Option(help="--secure-agg secagg+: bound on each update coordinate (default 8)")
     ] = None,
+    early_stopping: Annotated[
+        bool | None,
+        typer.Option(
+            "--early-stopping/--no-early-stopping",
+            help="keep the best round by federated validation, --rounds being the most (default: on for mlp and "
+            "xgboost)",
+        ),
+    ] = None,
+    patience: Annotated[
+        int | None, typer.Option(help="--early-stopping: rounds without a better validation score before it stops (10)")
+    ] = None,
+    learning_rates: Annotated[
+        str | None,
+        typer.Option(
+            help="try these learning rates first (e.g. 0.003,0.01,0.03), each for 5 rounds; the best by federated "
+            "validation trains the run"
+        ),
+    ] = None,
     audit: Annotated[
         bool, typer.Option("--audit", help="then run `consortia audit` on the run folder (membership inference)")
     ] = False,
@@ -154,6 +174,15 @@ def run(
             seed=seed,
             privacy=_privacy_options(dp, epsilon, delta, dp_clip, secure_agg, secagg_range, preset),
             preset=preset,
+            selection={
+                k: v
+                for k, v in {
+                    "early_stopping": early_stopping,
+                    "patience": patience,
+                    "learning_rates": learning_rates,
+                }.items()
+                if v is not None
+            },
         )
         _check_run_dir(Path(str(config.run_dir)))
         if not config.data.files:
@@ -241,6 +270,7 @@ _OPTION_FIELDS = {
     "strategy_param": "strategy_params", "xgb_mode": "xgb_mode", "fraction_train": "fraction_train",
     "partition": "partition.kind", "alpha": "partition.alpha", "engine": "engine", "device": "device",
     "seed": "seed", "run_dir": "run_dir", "rounds": "rounds",
+    "early_stopping": "selection.early_stopping", "patience": "selection.patience",
 }  # fmt: skip
 #: options that choose the data; with --resume they must name the stored run's data
 _DATA_OPTIONS = ("data", "data_dir", "target", "map_path", "example", "protocol")

@@ -16,6 +16,7 @@ from consortia.catalog import ENGINES, LEARNERS, STRATEGIES, VERTICALS
 from consortia.config.attacks import parse_behaviour
 from consortia.config.presets import Preset, apply_preset
 from consortia.config.privacy import PrivacySettings
+from consortia.config.selection import LEARNING_RATE_PARAM, SelectionConfig, default_rounds, selection_enabled
 from consortia.config.stragglers import parse_profile
 from consortia.config.xgboost import wire_xgboost
 from consortia.errors import ConfigError
@@ -72,7 +73,7 @@ class ExperimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     vertical: str = "healthcare"
-    institutions: int = Field(5, ge=2, le=200)
+    institutions: int = Field(5, ge=2, le=10_000)
     rows: int = Field(10_000, ge=100, description="total synthetic rows over all institutions")
     rounds: int = Field(20, ge=1, le=10_000)
     local_epochs: int = Field(1, ge=1, le=1_000)
@@ -112,6 +113,10 @@ class ExperimentConfig(BaseModel):
     stragglers: dict[str, str] = Field(
         default_factory=dict, description="simulated slow/failing institutions: index or name -> slowdown:F,failure:P"
     )
+    selection: SelectionConfig = Field(
+        default_factory=SelectionConfig,
+        description="early stopping by federated validation: the best round is kept (consortia.config.selection)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -119,6 +124,15 @@ class ExperimentConfig(BaseModel):
         # a preset fills in only what was not given
         if isinstance(values, dict):
             values = apply_preset(values)
+        return values
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rounds_for_selection(cls, values: Any) -> Any:
+        # with early stopping, rounds is a maximum: models that need many get a generous one unless given
+        if isinstance(values, dict) and values.get("rounds") is None:
+            rounds = default_rounds(values)
+            values = {k: v for k, v in values.items() if k != "rounds"} | ({"rounds": rounds} if rounds else {})
         return values
 
     @model_validator(mode="before")
@@ -194,6 +208,38 @@ class ExperimentConfig(BaseModel):
                 "every sampled institution, and a deadline would drop some mid-protocol"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_selection(self) -> ExperimentConfig:
+        if self.selection.early_stopping and self.model == "xgboost" and self.xgb_mode == "histogram":
+            raise ValueError(
+                "selection.early_stopping: histogram XGBoost trains one joint booster, not rounds of global "
+                "models; use model_params.early_stopping_rounds there"
+            )
+        if self.selection.learning_rates:
+            if self.model not in LEARNING_RATE_PARAM:
+                raise ValueError(
+                    f"selection.learning_rates: model '{self.model}' has no learning rate to search "
+                    f"(models with one: {', '.join(LEARNING_RATE_PARAM)})"
+                )
+            if not self.selects_round:
+                raise ValueError("selection.learning_rates needs early stopping (selection.early_stopping)")
+            if self.privacy.enabled or self.resume:
+                raise ValueError(
+                    "selection.learning_rates cannot be combined with differential privacy (the search rounds "
+                    "would spend the budget unaccounted) or with resume"
+                )
+        if self.selection.early_stopping and self.privacy.aggregation == "he":
+            raise ValueError(
+                "selection.early_stopping with HE: the server holds only the current encrypted global model, "
+                "not the best round's; use secagg+ or no early stopping"
+            )
+        return self
+
+    @property
+    def selects_round(self) -> bool:
+        """Whether the run keeps its best round by federated validation (consortia.config.selection)."""
+        return selection_enabled(self)
 
     @model_validator(mode="after")
     def _check_names(self) -> ExperimentConfig:

@@ -17,7 +17,7 @@ import pandas as pd
 from consortia.config import ExperimentConfig
 from consortia.data.preprocessing import FeatureSummary, Preprocessor
 from consortia.data.schema import TabularSchema
-from consortia.data.split import stratified_split, temporal_split
+from consortia.data.split import holdout_split, stratified_split, temporal_split
 from consortia.errors import DataValidationError
 
 
@@ -63,6 +63,8 @@ class InstitutionData:
     name: str
     train: pd.DataFrame
     test: pd.DataFrame
+    #: rows held out of ``train`` for model selection (``config.selection``); None when off
+    validation: pd.DataFrame | None = None
 
     def summary(self, schema: TabularSchema, *, min_count: int = 1) -> FeatureSummary:
         """The training rows' summary; ``min_count`` is the disclosure floor k (see FeatureSummary)."""
@@ -126,7 +128,16 @@ def split_institution(
         train, test = stratified_split(
             valid, schema.target, config.test_fraction, seed=institution_seed(config.seed, name), source=source
         )
-    return InstitutionData(name, train, test)
+    if not config.selects_round:
+        return InstitutionData(name, train, test)
+    temporal = vertical.split == "temporal" and bool(schema.time_column and schema.time_column in train)
+    seed = institution_seed(config.seed, name, VALIDATION_SALT)
+    fit, validation = holdout_split(train, schema.target, config.selection.validation_fraction, seed, temporal=temporal)
+    return InstitutionData(name, fit, test, validation)
+
+
+#: the validation hold-out's seed salt: distinct from every round number
+VALIDATION_SALT = 10**6 + 1
 
 
 def check_share(frame: pd.DataFrame, schema: TabularSchema, source: str) -> pd.DataFrame:

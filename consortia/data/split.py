@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -32,3 +33,33 @@ def temporal_split(
     if cut < 1 or cut >= len(ordered):
         raise DataValidationError(f"{len(ordered)} rows are too few for a temporal split", source=source)
     return ordered.iloc[:cut].reset_index(drop=True), ordered.iloc[cut:].reset_index(drop=True)
+
+
+def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (fit, validation) row indices of one institution's own training rows.
+
+    A class too small to give at least one row to each side stays whole in the fit rows."""
+    rng = np.random.default_rng(seed)
+    valid = []
+    for label in np.unique(y):
+        rows = np.flatnonzero(y == label)
+        rng.shuffle(rows)
+        take = round(fraction * len(rows))
+        if 0 < take < len(rows):
+            valid.append(rows[:take])
+    valid_idx = np.sort(np.concatenate(valid)) if valid else np.empty(0, dtype=int)
+    train_idx = np.setdiff1d(np.arange(len(y)), valid_idx)
+    return train_idx, valid_idx
+
+
+def holdout_split(
+    frame: pd.DataFrame, target: str, fraction: float, seed: int, *, temporal: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(fit, validation) rows of one institution's training rows, for model selection: stratified
+    by label, or the latest ``fraction`` of rows when the training rows are in time order."""
+    if temporal:
+        cut = len(frame) - round(fraction * len(frame))
+        fit_idx, valid_idx = np.arange(cut), np.arange(cut, len(frame))
+    else:
+        fit_idx, valid_idx = validation_split(frame[target].to_numpy(), fraction, seed)
+    return frame.iloc[fit_idx].reset_index(drop=True), frame.iloc[valid_idx].reset_index(drop=True)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from consortia.config import ExperimentConfig
+from consortia.config.selection import LEARNING_RATE_PARAM
 from consortia.data.consortium import federation_arrays, load_federation
 from consortia.experiment.baselines import (
     budget_note,
@@ -22,8 +24,21 @@ from consortia.experiment.privacy import privacy_notes, privacy_record
 from consortia.federation.engines import run_engine
 from consortia.federation.server import ServerHooks
 from consortia.privacy.dp import check_privacy
-from consortia.runs.results import RoundRecord, RunResult, rounds_aggregation
+from consortia.runs.results import FederatedOutcome, RoundRecord, RunResult, rounds_aggregation
 from consortia.verticals import get_vertical
+
+
+def with_chosen_rate(config: ExperimentConfig, selection: dict[str, Any] | None) -> ExperimentConfig:
+    """``config`` with the learning rate the federation's search chose: the baselines train the same learner."""
+    if not selection or "learning_rate" not in selection:
+        return config
+    params = {**config.model_params, LEARNING_RATE_PARAM[config.model]: float(selection["learning_rate"])}
+    return config.model_copy(update={"model_params": params})
+
+
+def selection_notes(outcome: FederatedOutcome) -> list[str]:
+    """The early-stopping and learning-rate lines of the rounds' notes (``consortia.config.selection``)."""
+    return [note for note in outcome.notes if note.startswith(("early stopping", "learning rate"))]
 
 
 def run_experiment(
@@ -56,18 +71,21 @@ def run_experiment(
         "federated": outcome.pooled.get("global", {}),
         "federated_finetuned": outcome.pooled.get("finetuned", {}),
     }
-    budget = federated_budget(config, vertical, outcome.preprocessor.n_features, outcome.final_parameters)
+    budget = federated_budget(
+        config, vertical, outcome.preprocessor.n_features, outcome.final_parameters, outcome.selection
+    )
     if baselines:
         # the arrays the nodes trained on (in-process: already cached; other engines: transformed once here)
         t0 = time.perf_counter()
         arrays = federation_arrays(config, vertical, outcome.preprocessor)
         timings["baselines_data_s"] = time.perf_counter() - t0
+        learner_config = with_chosen_rate(config, outcome.selection)  # the federation's searched rate, if any
         central, timings["centralized_s"] = train_centralized(
-            federation, vertical, config, outcome.preprocessor, arrays
+            federation, vertical, learner_config, outcome.preprocessor, arrays
         )
         budget["centralized"] = model_size(central, config)
         per_baseline, pooled_baseline = compare_baselines(
-            federation, vertical, config, predictor(central, outcome.preprocessor), timings, budget, arrays
+            federation, vertical, learner_config, predictor(central, outcome.preprocessor), timings, budget, arrays
         )
         for name, modes in per_baseline.items():
             per_institution.setdefault(name, {}).update(modes)
@@ -83,12 +101,17 @@ def run_experiment(
         pooled=pooled,
         institution_sizes=outcome.institution_sizes,
         timings=timings,
-        notes=[
-            "pooled local_only is the mean over institutions of each local model on all test rows",
-            "federated + fine-tuned pools each institution's own fine-tuned model on its own test rows",
-            budget_note(budget),
-            *privacy_notes(config, outcome, vertical.institution_noun),
-        ],
+        notes=list(
+            dict.fromkeys(
+                [  # outcome notes may reach here twice (early stopping under DP)
+                    "pooled local_only is the mean over institutions of each local model on all test rows",
+                    "federated + fine-tuned pools each institution's own fine-tuned model on its own test rows",
+                    budget_note(budget),
+                    *selection_notes(outcome),
+                    *privacy_notes(config, outcome, vertical.institution_noun),
+                ]
+            )
+        ),
         budget=budget,
         round_metric_aggregation=rounds_aggregation(
             outcome.rounds, vertical.additive_metrics, vertical.pooled_only_metrics

@@ -27,15 +27,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from consortia.config import ExperimentConfig
+from consortia.data.consortium import validation_arrays
 from consortia.data.institutions import Federation, institution_seed
-from consortia.data.preprocessing import FeatureSummary, FrameColumns, Preprocessor, merge_summaries
+from consortia.data.preprocessing import FrameColumns, Preprocessor
+from consortia.federation.local_baseline import LocalModel, fit_selected, train_local_model
 from consortia.federation.strategies import training_budget
 from consortia.learners import Learner, make_learner
+from consortia.learners.early_stopping import ValidationPart, validation_scorer
 from consortia.verticals import Vertical
 from consortia.verticals.base import TrainScores
 
@@ -51,7 +55,8 @@ def model_size(learner: Learner, config: ExperimentConfig) -> dict[str, float]:
     trees = getattr(learner, "num_rounds", None)
     if trees is not None:
         return {"trees": float(trees)}
-    return {"epochs": float(config.rounds * config.local_epochs)}
+    kept = getattr(learner, "epochs_kept", None)  # early stopping (fit_selected)
+    return {"epochs": float(kept if kept is not None else config.rounds * config.local_epochs)}
 
 
 def sizes_over_institutions(sizes: list[dict[str, float]]) -> dict[str, float]:
@@ -76,11 +81,17 @@ def budget_note(budget: dict[str, dict[str, float]]) -> str:
 
 
 def federated_budget(
-    config: ExperimentConfig, vertical: Vertical, n_features: int, parameters: list[np.ndarray]
+    config: ExperimentConfig,
+    vertical: Vertical,
+    n_features: int,
+    parameters: list[np.ndarray],
+    selection: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
     """The federated global model's size and the fine-tuned one's (fine-tuning adds to it)."""
     learner = _learner(config, vertical, n_features)
     learner.set_parameters(parameters)
+    if selection is not None:  # early stopping kept an earlier round's model
+        learner.epochs_kept = int(selection["best_round"]) * config.local_epochs  # type: ignore[attr-defined]
     federated = model_size(learner, config)
     per_epoch = float(getattr(learner, "trees_per_epoch", 1))
     tuned = {k: v + config.finetune_epochs * (per_epoch if k == "trees" else 1) for k, v in federated.items()}
@@ -109,32 +120,26 @@ def train_centralized(
         pooled = pd.concat([inst.train for inst in federation.institutions.values()], ignore_index=True)
         x, y = preprocessor.transform(pooled), pooled[federation.schema.target].to_numpy(dtype=int)
     learner = _learner(config, vertical, preprocessor.n_features)
-    learner.fit(x, y, epochs=training_budget(config), seed=institution_seed(config.seed, "centralized"))
+    seed = institution_seed(config.seed, "centralized")
+    if config.selects_round:  # the federation's rule on the same validation rows (consortia.config.selection)
+        parts = [
+            ValidationPart(*validation_arrays(config, vertical, name, preprocessor.to_json()),
+                           federation.institutions[name].validation, *_fit_arrays(arrays, name))
+            for name in federation.names
+        ]  # fmt: skip
+        fit_selected(learner, x, y, config, seed, validation_scorer(parts, vertical))
+    else:
+        learner.fit(x, y, epochs=training_budget(config), seed=seed)
     return learner, time.perf_counter() - started
 
 
-@dataclass(frozen=True)
-class LocalModel:
-    """One institution's local-only model, with its own preprocessor and its transformed training rows."""
-
-    learner: Learner
-    preprocessor: Preprocessor
-    x_train: np.ndarray
+def _fit_arrays(arrays: Mapping[str, Arrays] | None, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    return (arrays[name][0], arrays[name][1]) if arrays is not None else (None, None)
 
 
 def train_local(federation: Federation, vertical: Vertical, config: ExperimentConfig, name: str) -> LocalModel:
     """Institution ``name`` alone: its own statistics, its own rows, the federation's budget."""
-    inst = federation.institutions[name]
-    own = merge_summaries([FeatureSummary.from_frame(inst.train, federation.schema)], federation.schema)
-    learner = _learner(config, vertical, own.n_features)
-    x_train = own.transform(inst.train)
-    learner.fit(
-        x_train,
-        inst.train[federation.schema.target].to_numpy(dtype=int),
-        epochs=training_budget(config),
-        seed=institution_seed(config.seed, name, 0),
-    )
-    return LocalModel(learner, own, x_train)
+    return train_local_model(config, vertical, federation.schema, federation.institutions[name])
 
 
 def train_local_only(
@@ -225,9 +230,12 @@ def compare_baselines(
     the centralized model's preprocessor (``consortia.data.consortium.federation_arrays``).
 
     Each model scores each split once, and each split is read into arrays once: the pooled test
-    rows' columns are extracted once (``FrameColumns``) for every local model's preprocessor.
-    ``timings`` gets ``local_only_s`` (training the local models) and ``baselines_scoring_s``
-    (scoring and metrics of both baselines).
+    rows' columns are extracted once (``FrameColumns``, its numeric columns as one row-major
+    matrix) for every local model's preprocessor, and a local model's own test rows are its slice
+    of the pooled matrix, not transformed again. ``timings`` gets ``local_only_s`` (training the
+    local models), ``local_on_pooled_s`` (each local model transforming, scoring and measuring the
+    pooled test rows: institutions x pooled rows, the part that grows fastest) and
+    ``baselines_scoring_s`` (the rest of both baselines' scoring and metrics).
     """
     scoring_started = time.perf_counter()
     target = federation.schema.target
@@ -246,11 +254,12 @@ def compare_baselines(
     pooled: dict[str, Metrics] = {
         "centralized": vertical.evaluate(y_pooled, central.pooled_test, frame=metric_frame, train=central_train)
     }
-    training_s = 0.0
+    training_s = on_pooled_s = 0.0
+    offsets = np.cumsum([0] + [len(i.test) for i in institutions.values()])  # each one's rows in pooled_test
     sizes = []
     per_institution: dict[str, dict[str, Metrics]] = {}
     local_on_pooled = []
-    for name, inst in institutions.items():
+    for k, (name, inst) in enumerate(institutions.items()):
         t0 = time.perf_counter()
         local = train_local(federation, vertical, config, name)
         training_s += time.perf_counter() - t0
@@ -259,19 +268,23 @@ def compare_baselines(
         own_train: TrainScores | None = None
         if vertical.tunes_on_train:  # its own training rows, already transformed for fitting
             own_train = inst.train[target].to_numpy(dtype=int), local.learner.predict_proba(local.x_train)
+        t1 = time.perf_counter()
+        x_pooled = local.preprocessor.transform(pooled_columns)  # the transform is row-wise: own rows are a slice
+        on_pooled = local.learner.predict_proba(x_pooled)
+        local_on_pooled.append(vertical.evaluate(y_pooled, on_pooled, frame=metric_frame, train=own_train))
+        on_pooled_s += time.perf_counter() - t1
+        x_own = x_pooled[offsets[k] : offsets[k + 1]].copy()  # a fresh matrix, as transforming inst.test gave
+        del x_pooled
         per_institution[name] = {
             "centralized": vertical.evaluate(y, central.per_institution[name], frame=inst.test, train=central_train),
-            "local_only": vertical.evaluate(
-                y, score(local.learner, local.preprocessor, inst.test), frame=inst.test, train=own_train
-            ),
+            "local_only": vertical.evaluate(y, local.learner.predict_proba(x_own), frame=inst.test, train=own_train),
         }
-        on_pooled = score(local.learner, local.preprocessor, pooled_columns)
-        local_on_pooled.append(vertical.evaluate(y_pooled, on_pooled, frame=metric_frame, train=own_train))
     if budget is not None:
         budget["local_only"] = sizes_over_institutions(sizes)
     pooled["local_only"] = {key: mean_ignoring_nan([m[key] for m in local_on_pooled]) for key in local_on_pooled[0]}
     timings["local_only_s"] = training_s
-    timings["baselines_scoring_s"] = time.perf_counter() - scoring_started - training_s
+    timings["local_on_pooled_s"] = on_pooled_s
+    timings["baselines_scoring_s"] = time.perf_counter() - scoring_started - training_s - on_pooled_s
     return per_institution, pooled
 
 

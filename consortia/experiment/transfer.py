@@ -75,7 +75,7 @@ class ConsortiumModel:
         config = folder.read_config()
         if config.data.protocol == "flamby":
             raise ConfigError("runs with --protocol flamby normalise per centre and cannot start a new institution")
-        checkpoint = folder.latest_checkpoint()
+        checkpoint = folder.model_checkpoint()
         if checkpoint is None:
             raise ConfigError(f"{folder.path} has no readable checkpoint to start a new institution from")
         for skipped in folder.skipped_checkpoints:

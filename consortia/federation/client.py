@@ -33,10 +33,12 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
 from consortia.config import ExperimentConfig
-from consortia.data.consortium import institution_arrays, node_institution
+from consortia.config.selection import LEARNING_RATE_KEY, LEARNING_RATE_PARAM, VALIDATION_PREFIX, VALIDATION_ROWS_KEY
+from consortia.data.consortium import institution_arrays, node_institution, validation_arrays
 from consortia.data.institutions import Federation, InstitutionData, institution_seed
 from consortia.errors import ConfigError
 from consortia.evaluation.pooled import ScoreHistogram
+from consortia.federation import xgb_histogram_node
 from consortia.federation.algorithms import LocalTask, train_locally
 from consortia.federation.attacks import attack_mod, poison_rows
 from consortia.federation.local_baseline import answer_local_baseline
@@ -61,6 +63,8 @@ from consortia.verticals import Vertical, get_vertical
 from consortia.verticals.base import TrainScores
 
 SUMMARY = "query.summary"
+#: train config key: the consortium's training rows, for learners that share a penalty by rows (logistic)
+CONSORTIUM_ROWS = "consortium-train-rows"
 FINETUNE = "evaluate.finetune"
 #: handler names accepted in ``build_client_app(mods=...)``
 HANDLERS = ("summary", "train", "evaluate", "finetune", "local_baseline")
@@ -95,6 +99,7 @@ class Job:
     learner: Learner
     request: ConfigRecord
     policy: DisclosurePolicy
+    data_path: str | None = None  # a deployed node's own file
 
     def train_scores(self) -> TrainScores | None:
         """The model's scores on its own training rows, for verticals that tune an operating point there."""
@@ -147,16 +152,14 @@ def prepare(message: Message, context: Context, overrides: Mapping[str, Any]) ->
         config, vertical, institution.name, str(request["preprocessor"]),
         None if data_path is None else str(data_path), fingerprint,
     )  # fmt: skip
-    learner = make_learner(
-        config.model,
-        x_train.shape[1],
-        vertical.model_params(config.model, config.model_params),
-        seed=config.seed,
-        device=config.device,
-    )
+    params = vertical.model_params(config.model, config.model_params)
+    if LEARNING_RATE_KEY in request:  # the rate the server's search tried or chose (consortia.config.selection)
+        params[LEARNING_RATE_PARAM[config.model]] = float(request[LEARNING_RATE_KEY])  # type: ignore[arg-type]
+    learner = make_learner(config.model, x_train.shape[1], params, seed=config.seed, device=config.device)
     learner.set_parameters(message.content.array_records["arrays"].to_numpy_ndarrays())
     policy = DisclosurePolicy.from_node_config(context.node_config)
-    return Job(config, vertical, federation, institution, x_train, y_train, x_test, y_test, learner, request, policy)
+    return Job(config, vertical, federation, institution, x_train, y_train, x_test, y_test, learner, request, policy,
+               None if data_path is None else str(data_path))  # fmt: skip
 
 
 def answer_summary(message: Message, context: Context, overrides: Mapping[str, Any]) -> Message:
@@ -187,6 +190,8 @@ def answer_train(message: Message, context: Context, overrides: Mapping[str, Any
     seed = institution_seed(job.config.seed, job.institution.name, server_round)
     key = f"{job.config.seed}:{job.institution.name}"  # a malicious node's own rows (consortia.federation.attacks)
     job.x_train, job.y_train = poison_rows(context.node_config, job.x_train, job.y_train, key=key)
+    if CONSORTIUM_ROWS in job.request and (share := getattr(job.learner, "share_penalty", None)) is not None:
+        share(int(job.request[CONSORTIUM_ROWS]))  # type: ignore[arg-type]  # the local fit's share of the L2 penalty
     extra: dict[str, ArrayRecord] = {}  # records an algorithm's reply carries (SCAFFOLD's dc)
     task = LocalTask(job.request, message, context, job.learner, job.x_train, job.y_train,
                      job.config.local_epochs, seed, job.config.privacy.mechanism)  # fmt: skip
@@ -246,6 +251,8 @@ def answer_evaluate(message: Message, context: Context, overrides: Mapping[str, 
     proba = job.learner.predict_proba(job.x_test)
     train = job.train_scores()
     metrics = job.evaluate(proba, train)
+    if job.config.selects_round:  # the round's score for early stopping (consortia.config.selection)
+        metrics |= validation_metrics(job, train)
     content = RecordDict(
         {"metrics": MetricRecord({"num-examples": len(job.y_test), **metrics, **equal_weight(job.config)})}
     )
@@ -256,6 +263,21 @@ def answer_evaluate(message: Message, context: Context, overrides: Mapping[str, 
         content["scores"] = ArrayRecord([job.y_test.astype(np.float64), proba])
         add_metric_inputs(content, job, [train])
     return Message(content, reply_to=message)
+
+
+def validation_metrics(job: Job, train: TrainScores | None) -> dict[str, float]:
+    """The global model's primary metric on this institution's validation rows (held out of its
+    training rows), and their count; no vote (0 rows) when they hold a single class."""
+    x_val, y_val = validation_arrays(
+        job.config, job.vertical, job.institution.name, str(job.request["preprocessor"]),
+        job.data_path, run_fingerprint(job.config),
+    )  # fmt: skip
+    primary = job.vertical.primary_metric
+    if len(np.unique(y_val)) < 2:  # the same keys as every other reply (Flower aggregates only those)
+        return {VALIDATION_PREFIX + primary: float("nan"), VALIDATION_ROWS_KEY: 0.0}
+    proba = job.learner.predict_proba(x_val)
+    scores = job.vertical.evaluate(y_val, proba, frame=job.institution.validation, train=train)
+    return {VALIDATION_PREFIX + primary: float(scores[primary]), VALIDATION_ROWS_KEY: float(len(y_val))}
 
 
 def answer_finetune(message: Message, context: Context, overrides: Mapping[str, Any]) -> Message:
@@ -387,5 +409,13 @@ def build_client_app(
     @app.train("local_baseline", mods=per_handler.get("local_baseline"))  # deployments; no train mods
     def local_baseline(message: Message, context: Context) -> Message:
         return answer_local_baseline(message, context, fixed)
+
+    @app.query("xgb_quantiles")  # histogram XGBoost (consortia.federation.xgb_histogram_node); no mods
+    def xgb_quantiles(message: Message, context: Context) -> Message:
+        return xgb_histogram_node.answer_quantiles(message, context, fixed)
+
+    @app.train("xgb_histogram")
+    def xgb_histogram(message: Message, context: Context) -> Message:
+        return xgb_histogram_node.answer_train(message, context, fixed)
 
     return app

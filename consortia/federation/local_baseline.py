@@ -9,7 +9,7 @@ histograms the federated model's evaluation sends (no per-row data), so the serv
 A node trains one only if its operator agrees: node config ``local-baseline=true``. A node that
 does not answers with its name alone, and the server lists what it got. The model is the one
 ``train_local`` builds in simulation: the institution's own preprocessor (from its own training
-rows' summary), the same learner and the federation's training budget, the same seed.
+rows' summary), the same learner, the federation's training budget and early-stopping rule, the same seed.
 
 Pooled local-only here pools each institution's own model on its own test rows (as fine-tuned
 models are pooled); the simulation's pooled local-only is the mean of each local model on every
@@ -29,10 +29,12 @@ from flwr.serverapp import Grid
 from consortia.config import ExperimentConfig
 from consortia.data.consortium import node_institution
 from consortia.data.institutions import InstitutionData, institution_seed
-from consortia.data.preprocessing import FeatureSummary, merge_summaries
+from consortia.data.preprocessing import FeatureSummary, Preprocessor, merge_summaries
+from consortia.data.schema import TabularSchema
 from consortia.evaluation.pooled import ScoreHistogram
 from consortia.federation.strategies import training_budget
-from consortia.learners import make_learner
+from consortia.learners import Learner, make_learner
+from consortia.learners.early_stopping import Score, ValidationPart, fit_early_stopping, validation_scorer
 from consortia.verticals import Vertical, get_vertical
 
 #: the message type (a train message: the node trains a model; no train mods wrap its handler)
@@ -66,18 +68,58 @@ def answer_local_baseline(message: Message, context: Context, overrides: Mapping
     return Message(content, reply_to=message)
 
 
-def train_and_evaluate(
-    config: ExperimentConfig, vertical: Vertical, schema: Any, institution: InstitutionData
-) -> tuple[dict[str, float], dict[str, ScoreHistogram]]:
-    """Train the local-only model as the simulation does; its metrics and score histograms."""
+@dataclass(frozen=True)
+class LocalModel:
+    """One institution's local-only model, with its own preprocessor and its transformed training rows."""
+
+    learner: Learner
+    preprocessor: Preprocessor
+    x_train: np.ndarray
+    y_train: np.ndarray
+
+
+def train_local_model(
+    config: ExperimentConfig, vertical: Vertical, schema: TabularSchema, institution: InstitutionData
+) -> LocalModel:
+    """Institution alone: its own statistics, its own rows, the federation's budget and stopping rule.
+
+    The one recipe for the simulation's local-only baselines and the ones trained at the nodes."""
     own = merge_summaries([FeatureSummary.from_frame(institution.train, schema)], schema)
     params = vertical.model_params(config.model, config.model_params)
     learner = make_learner(config.model, own.n_features, params, seed=config.seed, device=config.device)
     x_train = own.transform(institution.train)
     y_train = institution.train[schema.target].to_numpy(dtype=int)
-    learner.fit(
-        x_train, y_train, epochs=training_budget(config), seed=institution_seed(config.seed, institution.name, 0)
-    )
+    seed = institution_seed(config.seed, institution.name, 0)
+    rows = institution.validation
+    if config.selects_round and rows is not None:  # its own validation rows, the federation's rule
+        part = ValidationPart(own.transform(rows), rows[schema.target].to_numpy(dtype=int), rows, x_train, y_train)
+        fit_selected(learner, x_train, y_train, config, seed, validation_scorer([part], vertical))
+    else:
+        learner.fit(x_train, y_train, epochs=training_budget(config), seed=seed)
+    return LocalModel(learner, own, x_train, y_train)
+
+
+def fit_selected(
+    learner: Learner, x: np.ndarray, y: np.ndarray, config: ExperimentConfig, seed: int, score: Score
+) -> int:
+    """A baseline's early stopping: at most the federation's budget, stopped by the federation's
+    patience (rounds counted as the epochs, or trees, a round adds); ``model_size`` reads what was kept."""
+    budget = training_budget(config)
+    per_round = max(1, budget // config.rounds)
+    kept, _ = fit_early_stopping(
+        learner, x, y, epochs=budget, seed=seed, score=score,
+        patience=config.selection.patience * per_round, min_delta=config.selection.min_delta,
+    )  # fmt: skip
+    learner.epochs_kept = kept  # type: ignore[attr-defined]
+    return kept
+
+
+def train_and_evaluate(
+    config: ExperimentConfig, vertical: Vertical, schema: TabularSchema, institution: InstitutionData
+) -> tuple[dict[str, float], dict[str, ScoreHistogram]]:
+    """Train the local-only model as the simulation does; its metrics and score histograms."""
+    local = train_local_model(config, vertical, schema, institution)
+    learner, own, x_train, y_train = local.learner, local.preprocessor, local.x_train, local.y_train
     test = institution.test
     y_test = test[schema.target].to_numpy(dtype=int)
     proba = learner.predict_proba(own.transform(test))

@@ -31,11 +31,13 @@ from flwr.serverapp.exception import PrivacyBudgetExhausted
 from flwr.serverapp.strategy import Result, Strategy
 
 from consortia.config import ExperimentConfig
+from consortia.config.selection import LEARNING_RATE_KEY, VALIDATION_PREFIX, VALIDATION_ROWS_KEY
 from consortia.data.loaders import schema_from_summaries
 from consortia.data.preprocessing import FeatureSummary, Preprocessor, merge_summaries
-from consortia.errors import ConfigError, FederationError
+from consortia.errors import FederationError
 from consortia.evaluation.pooled import ScoreHistogram, merge_histograms
-from consortia.federation.client import FINETUNE, SUMMARY, run_config
+from consortia.evaluation.selection import BestRound, validation_score
+from consortia.federation.client import CONSORTIUM_ROWS, FINETUNE, SUMMARY, run_config
 from consortia.federation.deadline import DeadlineGrid, reports_dropped
 from consortia.federation.grids import MinimumNodesGrid, RecordingGrid
 from consortia.federation.local_baseline import collect_local_baselines
@@ -45,6 +47,7 @@ from consortia.federation.secure.he import HEGrid
 from consortia.federation.secure.node import histogram_names
 from consortia.federation.strategies import build_strategy
 from consortia.federation.strategies.managed import ManagedStrategy
+from consortia.federation.xgb_histogram import check_histogram, check_histogram_grid, is_histogram, train_histogram
 from consortia.learners import make_learner
 from consortia.privacy.dp import EPSILON_KEY, EQUAL_WEIGHT_KEY, check_privacy
 from consortia.runs.folder import Checkpoint, RunFolder
@@ -94,6 +97,14 @@ class Rounds:
     arrays: ArrayRecord
     history: list[RoundRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. the privacy budget ended the rounds early
+    #: which round's model was kept, when the run selects it by federated validation
+    selection: dict[str, Any] | None = None
+    #: what fine-tuning messages must carry too (the learning rate the search chose)
+    message_config: dict[str, Any] = field(default_factory=dict)
+
+
+class EarlyStopped(Exception):
+    """Raised from the strategy's per-round hook: ``patience`` rounds without a better validation score."""
 
 
 def build_server_app(overrides: Mapping[str, Any] | None = None, hooks: ServerHooks | None = None) -> ServerApp:
@@ -118,6 +129,8 @@ def build_server_app(overrides: Mapping[str, Any] | None = None, hooks: ServerHo
 def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> FederatedOutcome:
     """Summaries -> preprocessor -> strategy rounds -> local fine-tuning; returns the outcome."""
     check_servable(config)
+    if is_histogram(config):
+        check_histogram_grid(grid)  # before any node is asked
     vertical = get_vertical(config.vertical)
     started = time.perf_counter()
     grid = recording = RecordingGrid(grid)  # what every institution's replies carried
@@ -125,8 +138,16 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
     he_grid = HEGrid(recording) if config.privacy.aggregation == "he" else None
     grid = he_grid or recording
     consortium = agree_preprocessing(grid, config, vertical, hooks, sums=recording)
-    rounds = train_rounds(grid, config, vertical, consortium, hooks)
-    per_institution, pooled = finetune_and_evaluate(grid, config, vertical, consortium, rounds, hooks, sums=recording)
+    if is_histogram(config):  # one booster over XGBoost's communicator, not a strategy (federation.xgb_histogram)
+        phase = train_histogram(grid, config, vertical, consortium.names, consortium.preprocessor,
+                                hooks.node_timeout_s, hooks.on_round)  # fmt: skip
+        rounds = Rounds(ArrayRecord(phase.arrays), phase.history, phase.notes)
+        per_institution, pooled = phase.per_institution, phase.pooled
+    else:
+        rounds = train_rounds(grid, config, vertical, consortium, hooks)
+        per_institution, pooled = finetune_and_evaluate(
+            grid, config, vertical, consortium, rounds, hooks, sums=recording
+        )
     if hooks.local_baselines:  # local-only models trained at the nodes that agree (consortia.federation.local_baseline)
         nodes = sorted(recording.get_node_ids())
         local = collect_local_baselines(recording, vertical, nodes, histogram_pooled_metrics, hooks.node_timeout_s)
@@ -144,6 +165,7 @@ def run_federation(grid: Grid, config: ExperimentConfig, hooks: ServerHooks) -> 
         seconds=time.perf_counter() - started,
         notes=rounds.notes,
         encrypted_model=he_grid.encrypted_model() if he_grid is not None else None,
+        selection=rounds.selection,
     )
 
 
@@ -151,13 +173,9 @@ def check_servable(config: ExperimentConfig) -> None:
     """Refuse, before any node is asked anything, what this ServerApp cannot run as configured."""
     check_privacy(config)
     check_secure(config)
-    if config.model == "xgboost" and config.xgb_mode == "histogram":
-        # there is no Flower strategy for it: the rounds would average booster bytes (FedAvg)
-        raise ConfigError(
-            "xgb_mode 'histogram' cannot run on the Flower ServerApp (flwr run / consortia serve submit) yet: "
-            "it trains over XGBoost's federated communicator; use xgb_mode 'bagging' or 'cyclic' there, "
-            "or `consortia run --xgb-mode histogram` to simulate it"
-        )
+    if is_histogram(config):  # no strategy: XGBoost's federated communicator (consortia.federation.xgb_histogram)
+        check_histogram(config)
+        return
     strategy_for(config)  # a bad strategy option fails now, not after the summaries
 
 
@@ -227,6 +245,7 @@ def train_rounds(
         strategy.load_state_dict(checkpoint.strategy_state)
 
     last = {"arrays": ArrayRecord()}  # the newest global model: what a run stopped by its budget keeps
+    best = _round_selector(config, vertical, folder, log.history)
 
     def save_checkpoint(server_round: int, arrays: ArrayRecord) -> None:
         last["arrays"] = arrays
@@ -235,10 +254,16 @@ def train_rounds(
                 done + server_round, arrays.to_numpy_ndarrays(), preprocessor,
                 [asdict(r) for r in log.history], strategy.state_dict(),
             )  # fmt: skip
+        if best is not None and server_round > 0:  # after the round's evaluation: its validation score is known
+            best.observe(done + server_round, _validation_of(log.history[-1], vertical), arrays)
+            if best.should_stop():
+                raise EarlyStopped
 
     initial = (
         ArrayRecord(checkpoint.parameters) if checkpoint is not None else _initial_arrays(config, vertical, consortium)
     )
+    if best is not None and (done >= config.rounds or best.should_stop()):  # a resumed run that had stopped
+        return _selected(best, initial, log.history, [], vertical)
     if done >= config.rounds:
         return Rounds(initial, log.history)
     shared = shared_config(consortium, hooks)
@@ -251,6 +276,24 @@ def train_rounds(
             rounds_grid, config.round_deadline_s, names=consortium.names, minimum=config.min_institutions
         )
         log.dropped_of, log.report_dropped = deadline.dropped_in, reports_dropped(config)
+    search: dict[str, Any] = {}
+    if config.selection.learning_rates and done == 0:  # tried from the same start, each on its own strategy
+
+        def trial(rate: float, rounds: int) -> list[RoundRecord]:
+            trial_log = RoundLog(vertical, ServerHooks(), [])
+            trial_strategy = ManagedStrategy(
+                strategy_for(config, trial_log.aggregate_evaluate), seed=config.seed, institutions=consortium.names
+            )
+            trial_strategy.start(
+                grid=round_grid(rounds_grid, config, train_sizes, seed=config.seed), initial_arrays=initial,
+                num_rounds=rounds, timeout=hooks.node_timeout_s * 10,
+                train_config=ConfigRecord({**shared, LEARNING_RATE_KEY: rate}),
+                evaluate_config=ConfigRecord(dict(shared)),
+            )  # fmt: skip
+            return trial_log.history
+
+        search = search_learning_rate(config, vertical, trial)
+        shared[LEARNING_RATE_KEY] = search["learning_rate"]
     log.start()
     try:
         result: Result = strategy.start(
@@ -268,13 +311,85 @@ def train_rounds(
             evaluate_fn=save_checkpoint,
         )
     except PrivacyBudgetExhausted:  # raised before the round that would exceed ε is sent
-        return Rounds(last["arrays"], log.history, [*privacy.notes, stopped_note(config, len(log.history))])
+        notes = [*privacy.notes, stopped_note(config, len(log.history))]
+        if best is not None:
+            return _selected(best, last["arrays"], log.history, notes, vertical)
+        return Rounds(last["arrays"], log.history, notes)
+    except EarlyStopped:
+        assert best is not None
+        return _searched(_selected(best, last["arrays"], log.history, privacy.notes, vertical), search)
     if len(result.train_metrics_clientapp) < num_rounds:
         missing = sorted(set(range(1, num_rounds + 1)) - set(result.train_metrics_clientapp))
         raise FederationError(
             f"no institution returned a model in round(s) {[done + r for r in missing][:5]}; see the node logs"
         )
+    if best is not None:
+        return _searched(_selected(best, result.arrays, log.history, privacy.notes, vertical), search)
     return Rounds(result.arrays, log.history, privacy.notes)
+
+
+def search_learning_rate(
+    config: ExperimentConfig, vertical: Vertical, trial: Callable[[float, int], list[RoundRecord]]
+) -> dict[str, Any]:
+    """Each of ``selection.learning_rates`` for ``search_rounds`` rounds (``trial``); the rate whose
+    best round scored highest on the federated validation rows (ties: the first listed)."""
+    scores: dict[float, float] = {}
+    for rate in config.selection.learning_rates:
+        history = trial(rate, min(config.selection.search_rounds, config.rounds))
+        finite = [v for v in (_validation_of(r, vertical) for r in history) if np.isfinite(v)]
+        scores[rate] = max(finite) if finite else float("-inf")
+    chosen = max(scores, key=lambda rate: scores[rate])
+    return {"learning_rate": chosen, "learning_rate_scores": {str(k): v for k, v in scores.items()}}
+
+
+def _searched(rounds: Rounds, search: dict[str, Any]) -> Rounds:
+    """The learning-rate search's choice in the outcome's selection record and notes."""
+    if not search:
+        return rounds
+    tried = ", ".join(f"{rate}: {score:.4f}" for rate, score in search["learning_rate_scores"].items())
+    note = f"learning rate {search['learning_rate']:g} chosen by federated validation (best round of each: {tried})"
+    rounds.selection = {**(rounds.selection or {}), **search}
+    rounds.notes = [*rounds.notes, note]
+    rounds.message_config = {LEARNING_RATE_KEY: search["learning_rate"]}
+    return rounds
+
+
+def _validation_of(record: RoundRecord, vertical: Vertical) -> float:
+    return float(record.metrics.get(VALIDATION_PREFIX + vertical.primary_metric, float("nan")))
+
+
+def _round_selector(
+    config: ExperimentConfig, vertical: Vertical, folder: RunFolder | None, history: list[RoundRecord]
+) -> BestRound[ArrayRecord] | None:
+    """The early-stopping state; a resumed run replays its rounds' validation scores and reloads
+    the best round's checkpoint (every round's is kept in the run folder)."""
+    if not config.selects_round:
+        return None
+    best: BestRound[ArrayRecord] = BestRound(config.selection.patience, config.selection.min_delta)
+    for record in history:
+        best.observe(record.round, _validation_of(record, vertical), ArrayRecord())
+    if best.judged and folder is not None:
+        checkpoint = folder.checkpoint(best.best_round)
+        if checkpoint is None:
+            raise FederationError(
+                f"cannot resume {config.run_dir} with early stopping: the checkpoint of its best round "
+                f"({best.best_round}) is missing or unreadable"
+            )
+        best.best_model = ArrayRecord(checkpoint.parameters)
+    return best
+
+
+def _selected(
+    best: BestRound[ArrayRecord], last: ArrayRecord, history: list[RoundRecord], notes: list[str], vertical: Vertical
+) -> Rounds:
+    """The best round's model (the last one when no round could be judged), with a note saying which."""
+    metric = VALIDATION_PREFIX + vertical.primary_metric
+    if not best.judged or best.best_model is None:
+        note = "early stopping: no institution's validation rows could judge a round (one class each); kept the last"
+        return Rounds(last, history, [*notes, note], best.summary(metric))
+    how = f"stopped after {best.patience} rounds without a gain" if best.should_stop() else "every round run"
+    note = f"early stopping: kept round {best.best_round} of {best.last_round} ({metric} {best.best_score:.4f}; {how})"
+    return Rounds(best.best_model, history, [*notes, note], best.summary(metric))
 
 
 class RoundLog:
@@ -324,7 +439,13 @@ def round_metrics(records: list[RecordDict], vertical: Vertical, weight_key: str
     rules = metric_aggregation(
         {k for m in per_institution for k in m}, vertical.additive_metrics, vertical.pooled_only_metrics
     )
-    metrics = aggregate_over_institutions(per_institution, [m[weight_key] for m in per_institution], rules)
+    validation = {k for m in per_institution for k in m if k.startswith(VALIDATION_PREFIX)}
+    plain = [{k: v for k, v in m.items() if k not in validation} for m in per_institution] if validation else None
+    metrics = aggregate_over_institutions(plain or per_institution, [m[weight_key] for m in per_institution], rules)
+    if validation:  # weighted by validation rows, not test rows (consortia.evaluation.selection)
+        primary = vertical.primary_metric
+        metrics[VALIDATION_PREFIX + primary] = validation_score(per_institution, primary)
+        metrics[VALIDATION_ROWS_KEY] = sum(m.get(VALIDATION_ROWS_KEY, 0.0) for m in per_institution)
     for key, value in pooled_metrics(records, vertical, columns=(1,)).get(1, {}).items():
         metrics[f"pooled.{key}"] = value
     return metrics
@@ -352,7 +473,12 @@ def _resume_point(folder: RunFolder | None, config: ExperimentConfig, preprocess
 
 def shared_config(consortium: Consortium, hooks: ServerHooks) -> dict[str, Any]:
     """What every train and evaluate message carries besides the model."""
-    return {"preprocessor": consortium.preprocessor.to_json(), "report-scores": hooks.report_scores}
+    rows = sum(size["train"] for size in consortium.sizes.values())  # the local fits' penalty share (logistic)
+    return {
+        "preprocessor": consortium.preprocessor.to_json(),
+        "report-scores": hooks.report_scores,
+        CONSORTIUM_ROWS: rows,
+    }
 
 
 # -- phase 3: fine-tuning -----------------------------------------------------------------------
@@ -369,7 +495,8 @@ def finetune_and_evaluate(
 
     Pooled metrics come from the institutions' score histograms: in their replies (plain), or as one
     SecAgg+ secure sum over ``sums`` (secured: the server sees only the consortium's histogram)."""
-    final = RecordDict({"arrays": rounds.arrays, "config": ConfigRecord(shared_config(consortium, hooks))})
+    message = {**shared_config(consortium, hooks), **rounds.message_config}
+    final = RecordDict({"arrays": rounds.arrays, "config": ConfigRecord(message)})
     node_ids = consortium.node_ids
     if config.min_institutions is not None:  # nodes may have dropped out: ask those still here
         node_ids = sorted(grid.get_node_ids())

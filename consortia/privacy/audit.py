@@ -183,7 +183,7 @@ def audit_run(
     started = time.perf_counter()
     folder = RunFolder(run_dir)
     config = folder.read_config()
-    checkpoint = folder.latest_checkpoint()
+    checkpoint = folder.model_checkpoint()
     if checkpoint is None:
         raise ConfigError(f"{folder.path} has no checkpoint to audit (the run trained no round)")
     vertical = get_vertical(config.vertical)

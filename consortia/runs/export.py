@@ -81,7 +81,7 @@ def load_run_model(run_dir: str | Path) -> RunModel:
     config = folder.read_config()
     if config.data.protocol == "flamby":
         raise ConfigError("runs with --protocol flamby normalise per centre and cannot score new rows")
-    checkpoint = folder.latest_checkpoint()
+    checkpoint = folder.model_checkpoint()
     if checkpoint is None:
         raise ConfigError(f"{folder.path} has no readable checkpoint to export")
     params = get_vertical(config.vertical).model_params(config.model, config.model_params)

@@ -169,6 +169,36 @@ class RunFolder:
                 self.skipped_checkpoints.append(f"{npz.name}: unreadable ({reason})")
         return None
 
+    def model_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint of the model the run kept: its best round when it selected one by federated
+        validation (``outcome.json``'s ``selection``; consortia.config.selection), else the newest
+        readable one. A kept round that cannot be read is None, never another round's model."""
+        kept = self.kept_round()
+        if kept is None:
+            return self.latest_checkpoint()
+        checkpoint = self.checkpoint(kept)
+        self.skipped_checkpoints = [] if checkpoint else [f"round-{kept:04d}.npz: the round the run kept is unreadable"]
+        return checkpoint
+
+    def kept_round(self) -> int | None:
+        """The round early stopping kept, if the run selected one."""
+        file = self.path / OUTCOME
+        try:
+            selection = json.loads(file.read_text()).get("selection") if file.is_file() else None
+        except (OSError, json.JSONDecodeError):
+            return None
+        if not isinstance(selection, dict) or not selection.get("best_round"):
+            return None
+        return int(selection["best_round"])
+
+    def checkpoint(self, round_: int) -> Checkpoint | None:
+        """Round ``round_``'s checkpoint, or None if it is missing or unreadable."""
+        stem = self.checkpoints / f"round-{round_:04d}"
+        try:
+            return self._read(stem.with_suffix(".npz"), stem.with_suffix(".json"))
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError):
+            return None
+
     def _read(self, npz: Path, meta_file: Path) -> Checkpoint:
         meta = json.loads(meta_file.read_text())
         with np.load(npz) as data:

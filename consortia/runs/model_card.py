@@ -191,7 +191,7 @@ def render_disclosure(log: dict[str, Any] | None) -> list[str]:
 
 def write_model_card(folder: RunFolder, config: Any, result: Any, schema: Any = None) -> None:
     """``model_card.json`` and ``model_card.md`` in the run folder."""
-    card = model_card(config, result, schema, folder.latest_checkpoint())
+    card = model_card(config, result, schema, folder.model_checkpoint())
     card["disclosure"] = folder.read_disclosure()
     atomic_write(folder.path / CARD_JSON, json.dumps(card, indent=2) + "\n")
     atomic_write(folder.path / CARD_MD, render_model_card(card))

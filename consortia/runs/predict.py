@@ -45,7 +45,7 @@ def predict_file(
             raise ConfigError(f"--out {out} is inside the run folder {folder.path}; write the scores elsewhere")
     if config.data.protocol == "flamby":
         raise ConfigError("runs with --protocol flamby normalise per centre and cannot score new rows")
-    checkpoint = folder.latest_checkpoint()
+    checkpoint = folder.model_checkpoint()
     if checkpoint is None:
         raise ConfigError(f"{folder.path} has no readable checkpoint to predict with")
     for skipped in folder.skipped_checkpoints:

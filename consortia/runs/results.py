@@ -125,6 +125,8 @@ class FederatedOutcome:
     #: under HE the server holds only this (base64 ciphertexts and the arrays' layout); an
     #: institution decrypts it into ``final_parameters`` (consortia.federation.secure.he.release_model)
     encrypted_model: dict[str, Any] | None = None
+    #: the round kept by early stopping (``consortia.config.selection``): metric, best_round, rounds_run
+    selection: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         data = asdict(self)

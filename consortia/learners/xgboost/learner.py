@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from consortia.config.xgboost import DEFAULT_XGB_MODE, XGB_MODES
+from consortia.data.split import validation_split  # re-exported: its home is the data layer
 from consortia.errors import ConfigError
 from consortia.learners.base import (
     EvaluateMixin,
@@ -133,21 +134,6 @@ def _first_line(exc: Exception) -> str:
     return line.split(": ", 1)[1] if line.startswith("[") and ": " in line else line
 
 
-def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (train, valid) row indices of one institution's own training rows."""
-    rng = np.random.default_rng(seed)
-    valid = []
-    for label in np.unique(y):
-        rows = np.flatnonzero(y == label)
-        rng.shuffle(rows)
-        take = round(fraction * len(rows))
-        if 0 < take < len(rows):
-            valid.append(rows[:take])
-    valid_idx = np.sort(np.concatenate(valid)) if valid else np.empty(0, dtype=int)
-    train_idx = np.setdiff1d(np.arange(len(y)), valid_idx)
-    return train_idx, valid_idx
-
-
 def edges_to_attr(edges: list[np.ndarray]) -> str:
     return json.dumps([np.asarray(e, dtype=np.float64).tolist() for e in edges])
 
@@ -200,6 +186,11 @@ class XGBoostLearner(EvaluateMixin):
                 )
             new = self._load()[start:stop]
             return [np.frombuffer(bytes(new.save_raw("json")), dtype=np.uint8).copy()]
+        return [np.frombuffer(self._model, dtype=np.uint8).copy()]
+
+    def model_state(self) -> list[np.ndarray]:
+        """The whole booster, whatever the mode (bagging's ``get_parameters`` is only the new tree):
+        what early stopping keeps of its best epoch and restores with ``set_parameters``."""
         return [np.frombuffer(self._model, dtype=np.uint8).copy()]
 
     def set_parameters(self, parameters: list[np.ndarray]) -> None:

@@ -28,8 +28,9 @@ VERTICAL = Vertical(
     model_defaults={
         "logistic": {"solver": "newton-cholesky"},
         "mlp": {"loss": "focal", "hidden": "32,16", "lr": 0.003, "batch_size": 256},
-        # rare fraud: positives weighted up to balance the classes (each bank's own ratio)
-        "xgboost": {"eta": 0.1, "max_depth": 5, "scale_pos_weight": "balanced", "eval_metric": "aucpr"},
+        # unweighted, shallow: benchmarks/model_selection.py found balanced weights and depth 5 behind
+        # (pooled federated AUPRC, defaults: finance 0.893 vs 0.928, manufacturing 0.345 vs 0.423)
+        "xgboost": {"eta": 0.1, "max_depth": 4, "eval_metric": "aucpr"},
     },
     metric_columns=(AMOUNT_COLUMN,),
     # money saved is taken at an alert threshold set on the training scores (never test labels)

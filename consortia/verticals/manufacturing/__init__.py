@@ -25,8 +25,9 @@ VERTICAL = Vertical(
     model_defaults={
         "logistic": {"solver": "newton-cholesky"},
         "mlp": {"hidden": "32,16", "lr": 0.01, "batch_size": 64},
-        # rare defects: positives weighted up to balance the classes (each factory's own ratio)
-        "xgboost": {"eta": 0.1, "max_depth": 5, "scale_pos_weight": "balanced", "eval_metric": "aucpr"},
+        # unweighted, shallow: benchmarks/model_selection.py found balanced weights and depth 5 behind
+        # (pooled federated AUPRC, defaults: finance 0.893 vs 0.928, manufacturing 0.345 vs 0.423)
+        "xgboost": {"eta": 0.1, "max_depth": 4, "eval_metric": "aucpr"},
     },
     tunes_on_train=True,
     # a mean of per-factory F1 thresholds is no threshold any factory uses
