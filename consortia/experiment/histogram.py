@@ -34,6 +34,7 @@ from consortia.data.consortium import load_federation
 from consortia.data.institutions import Federation, InstitutionData, institution_seed
 from consortia.data.loaders import schema_from_summaries
 from consortia.data.preprocessing import Preprocessor, merge_summaries
+from consortia.data.split import validation_split
 from consortia.errors import ConfigError
 from consortia.experiment.baselines import budget_note, compare_baselines, federated_budget, model_size, predictor
 from consortia.learners.xgboost.binning import GlobalBinning, local_quantile_summary, merge_quantile_summaries
@@ -45,7 +46,7 @@ from consortia.learners.xgboost.histogram import (
     train_centralized,
     train_histogram_federated,
 )
-from consortia.learners.xgboost.learner import XGBoostLearner, split_params, validation_split
+from consortia.learners.xgboost.learner import XGBoostLearner, split_params
 from consortia.privacy.disclosure import DEFAULT_MIN_CATEGORY_COUNT
 from consortia.runs.folder import RunFolder
 from consortia.runs.results import (
@@ -124,6 +125,7 @@ def run_histogram(
     # (2) joint training over XGBoost's federated communicator
     joint = train_jointly(setup, on_worker_round, timeout_s, startup_timeout_s)
     timings["federated_s"] = joint.seconds
+    timings |= startup_split(joint)
     booster = joint.booster
 
     # (3) each institution: the joint model and its local fine-tuning, on its own test rows
@@ -220,6 +222,17 @@ def train_jointly(
     )  # fmt: skip
     booster = best_rounds(booster, setup.early_stopping)
     return JointTraining(booster, finished_at, t0, time.perf_counter() - t0)
+
+
+def startup_split(joint: JointTraining) -> dict[str, float]:
+    """``federated_s`` split into the processes' start-up (paid once per run: the server and one
+    worker per institution, until the first round is done, less one round) and the boosting rounds."""
+    done = sorted(joint.finished_at.values())
+    if len(done) < 2:
+        return {}
+    per_round = (done[-1] - done[0]) / (len(done) - 1)
+    startup = max(0.0, done[0] - joint.started - per_round)
+    return {"federated_startup_s": startup, "federated_rounds_s": joint.seconds - startup}
 
 
 @dataclass

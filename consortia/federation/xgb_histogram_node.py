@@ -27,11 +27,12 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from consortia.config import ExperimentConfig
 from consortia.data.consortium import institution_arrays, node_institution
 from consortia.data.institutions import institution_seed
+from consortia.data.split import validation_split
 from consortia.evaluation.pooled import ScoreHistogram
 from consortia.federation.xgb_histogram_tls import new_key, worker_files
 from consortia.learners.xgboost.binning import GlobalBinning, local_quantile_summary
 from consortia.learners.xgboost.histogram import best_rounds, train_rank
-from consortia.learners.xgboost.learner import XGBoostLearner, split_params, validation_split
+from consortia.learners.xgboost.learner import XGBoostLearner, split_params
 from consortia.verticals import get_vertical
 
 QUANTILES = "query.xgb_quantiles"

@@ -21,7 +21,6 @@ from dataclasses import dataclass, fields
 from typing import Any, Protocol, get_type_hints, runtime_checkable
 
 import numpy as np
-from sklearn.metrics import log_loss, roc_auc_score
 
 from consortia.catalog import LEARNERS
 from consortia.errors import ConfigError
@@ -234,6 +233,8 @@ class EvaluateMixin:
 
     def evaluate(self, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
         proba = self.predict_proba(X)  # type: ignore[attr-defined]
+        from sklearn.metrics import log_loss, roc_auc_score  # not at import: histogram workers skip sklearn
+
         metrics = {"loss": float(log_loss(y, np.clip(proba, 1e-7, 1 - 1e-7), labels=[0, 1]))}
         if len(np.unique(y)) == 2:
             metrics["auroc"] = float(roc_auc_score(y, proba))

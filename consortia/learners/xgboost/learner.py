@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from consortia.config.xgboost import DEFAULT_XGB_MODE, XGB_MODES
-from consortia.data.split import validation_split  # re-exported: its home is the data layer
 from consortia.errors import ConfigError
 from consortia.learners.base import (
     EvaluateMixin,
@@ -247,6 +246,8 @@ class XGBoostLearner(EvaluateMixin):
         params = booster_params(self.xgb_params, y, self.scale_pos_weight, seed)
         train_idx, valid_idx = np.arange(len(y)), np.empty(0, dtype=int)
         if self.early_stopping_rounds and n_new > self.early_stopping_rounds:
+            from consortia.data.split import validation_split  # not at import: histogram workers stay light
+
             train_idx, valid_idx = validation_split(y, self.validation_fraction, seed)
         nthread = self.xgb_params["nthread"]
         dtrain = xgb.DMatrix(Xin[train_idx], label=y[train_idx], missing=np.nan, nthread=nthread)
