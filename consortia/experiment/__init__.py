@@ -49,7 +49,9 @@ def run_experiment(
 ) -> RunResult:
     """Train the federation and (optionally) both baselines; evaluate all on the same splits."""
     check_privacy(config)  # one line before any data is read or any round runs
-    if config.model == "xgboost" and config.xgb_mode == "histogram":  # no Flower strategy: own path
+    if config.model == "xgboost" and config.xgb_mode == "histogram" and config.engine != "deployment":
+        # simulated by its own driver (consortia.experiment.histogram): the in-process and Ray engines
+        # cannot run every institution's worker at once; a deployment runs the ServerApp's phase
         from consortia.experiment.histogram import run_histogram_experiment
 
         return run_histogram_experiment(config, on_round=on_round, baselines=baselines)
