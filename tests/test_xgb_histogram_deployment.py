@@ -29,6 +29,7 @@ from consortia.federation.client import build_client_app
 from consortia.federation.engines.inprocess import InProcessGrid, start_server_task
 from consortia.federation.grids import detached
 from consortia.federation.server import ServerHooks, build_server_app
+from consortia.federation.xgb_histogram import COMMUNICATOR
 from consortia.federation.xgb_histogram_node import QUANTILES, TRAIN
 from consortia.learners.xgboost.learner import XGBoostLearner
 from consortia.verticals import get_vertical
@@ -142,8 +143,10 @@ def reference(files):
 
 
 @pytest.mark.timeout(300)
-def test_serverapp_trains_the_simulated_booster_over_tls(files, reference):
-    config = _config(files)
+def test_serverapp_trains_the_simulated_booster_over_tls(files, reference, tmp_path):
+    from consortia.runs.folder import RunFolder
+
+    config = _config(files, run_dir=str(tmp_path / "served"))
     outcome = _serve(config)
     difference = _max_difference(config, outcome, reference)
     print(f"max |served - simulated| = {difference:.2e}")
@@ -152,6 +155,10 @@ def test_serverapp_trains_the_simulated_booster_over_tls(files, reference):
     assert len(outcome.rounds) == config.rounds
     assert outcome.rounds[-1].metrics["pooled.auroc"] == pytest.approx(outcome.pooled["global"]["auroc"], abs=1e-9)
     assert any("TLS on" in note for note in outcome.notes)
+    # every reply (pushed and pulled by the phase itself) and the communicator's traffic are in the disclosure log
+    disclosure = RunFolder(config.run_dir).read_disclosure()
+    assert all({QUANTILES, TRAIN, COMMUNICATOR} <= set(kinds) for kinds in disclosure.values())
+    assert all(kinds[TRAIN]["replies"] == 1 for kinds in disclosure.values())
 
 
 @pytest.mark.timeout(300)
@@ -198,6 +205,8 @@ def test_deployed_histogram_run_equals_the_simulated_one(files, reference, tmp_p
     disclosure = RunFolder(config.run_dir).read_disclosure()  # what left each node, by message type
     assert set(disclosure) == set(outcome.per_institution)
     assert all({QUANTILES, TRAIN} <= set(kinds) for kinds in disclosure.values())
+    # what went through XGBoost's communicator, outside Flower's messages, is listed too
+    assert all(kinds[COMMUNICATOR]["records"]["all-reduce"]["tls"] for kinds in disclosure.values())
 
 
 @pytest.mark.timeout(300)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from consortia.catalog import ENGINES, LEARNERS, STRATEGIES, VERTICALS
 from consortia.config.attacks import parse_behaviour
@@ -161,42 +161,34 @@ class ExperimentConfig(BaseModel):
     def _lower(cls, value: str) -> str:
         return value.strip().lower()
 
-    @field_validator("attacks")
+    @field_validator("attacks", "stragglers")
     @classmethod
-    def _behaviours(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, spec in value.items():  # consortia.config.attacks
+    def _node_specs(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        parse = parse_behaviour if info.field_name == "attacks" else parse_profile  # config.attacks / .stragglers
+        for key, spec in value.items():
             try:
-                parse_behaviour(spec)
+                parse(spec)
             except ConfigError as exc:
                 raise ValueError(f"institution {key}: {exc}") from None
         return value
+
+    def _check_institution_keys(self, field: str, mapping: dict[str, str]) -> None:
+        for key in mapping:
+            if key.isdigit() and int(key) >= self.institutions:
+                raise ValueError(f"{field}: institution {key} is out of range ({self.institutions} institutions)")
 
     @model_validator(mode="after")
     def _check_attacks(self) -> ExperimentConfig:
         # behaviours are simulated here; a deployed node sets its own node config
-        for key in self.attacks:
-            if key.isdigit() and int(key) >= self.institutions:
-                raise ValueError(f"attacks: institution {key} is out of range ({self.institutions} institutions)")
+        self._check_institution_keys("attacks", self.attacks)
         if self.attacks and self.engine == "deployment":
             raise ValueError("attacks are simulated (inprocess, ray); a deployed node sets attack in its node config")
         return self
 
-    @field_validator("stragglers")
-    @classmethod
-    def _profiles(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, spec in value.items():  # consortia.config.stragglers
-            try:
-                parse_profile(spec)
-            except ConfigError as exc:
-                raise ValueError(f"institution {key}: {exc}") from None
-        return value
-
     @model_validator(mode="after")
     def _check_stragglers(self) -> ExperimentConfig:
         # virtual time exists only in the in-process engine; a deployed node sets its own node config
-        for key in self.stragglers:
-            if key.isdigit() and int(key) >= self.institutions:
-                raise ValueError(f"stragglers: institution {key} is out of range ({self.institutions} institutions)")
+        self._check_institution_keys("stragglers", self.stragglers)
         if self.stragglers and self.engine != "inprocess":
             raise ValueError(
                 "stragglers are simulated in virtual time by the inprocess engine; a deployed node sets "

@@ -154,20 +154,11 @@ def institution_arrays(
     number of institutions (``RunArrays``). ``data_path``: a deployed node's own file (its node
     config's ``data-path``). ``fingerprint``: ``config.fingerprint()`` if the caller has it.
     """
-    files = files_version([data_path] if data_path else config.data.files)
-    keyed = SourceKey(vertical)
-    fingerprint = config.fingerprint() if fingerprint is None else fingerprint
-    run = (keyed, fingerprint, preprocessor_json, data_path, files)
 
-    def make() -> Arrays:
-        preprocessor = Preprocessor.from_json(preprocessor_json)
-        if data_path is not None:
-            federation, institution = load_node_institution(config, vertical, data_path)
-            return institution.arrays(preprocessor, federation.schema.target)
-        federation = _load_federation_cached(keyed, fingerprint, files)
-        return federation.institutions[name].arrays(preprocessor, federation.schema.target)
+    def make(institution: InstitutionData, target: str, preprocessor: Preprocessor) -> Arrays:
+        return institution.arrays(preprocessor, target)
 
-    return RUN_ARRAYS.get(run, name, make)
+    return _cached(config, vertical, name, preprocessor_json, data_path, fingerprint, "", make)
 
 
 def validation_arrays(
@@ -180,26 +171,45 @@ def validation_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The institution's validation rows (``config.selection``), preprocessed and cached as its
     train/test arrays are; empty arrays when the run holds none out."""
-    files = files_version([data_path] if data_path else config.data.files)
-    fingerprint = config.fingerprint() if fingerprint is None else fingerprint
-    run = (SourceKey(vertical), fingerprint, preprocessor_json, data_path, files)
 
-    def make() -> Arrays:
-        preprocessor = Preprocessor.from_json(preprocessor_json)
-        if data_path is not None:
-            federation, institution = load_node_institution(config, vertical, data_path)
-        else:
-            federation = _load_federation_cached(SourceKey(vertical), fingerprint, files)
-            institution = federation.institutions[name]
+    def make(institution: InstitutionData, target: str, preprocessor: Preprocessor) -> Arrays:
         rows = institution.validation
         if rows is None or rows.empty:
             empty = np.empty((0, preprocessor.n_features), dtype=np.float32)
             return empty, np.empty(0, dtype=int), empty, np.empty(0, dtype=int)
-        x, y = preprocessor.transform(rows), rows[federation.schema.target].to_numpy(dtype=int)
+        x, y = preprocessor.transform(rows), rows[target].to_numpy(dtype=int)
         return x, y, x[:0], y[:0]
 
-    x_val, y_val, _, _ = RUN_ARRAYS.get(run, f"{name}\x00validation", make)  # beside the institution's arrays
+    x_val, y_val, _, _ = _cached(config, vertical, name, preprocessor_json, data_path, fingerprint, "validation", make)
     return x_val, y_val
+
+
+def _cached(
+    config: ExperimentConfig,
+    vertical: RowSource,
+    name: str,
+    preprocessor_json: str,
+    data_path: str | None,
+    fingerprint: str | None,
+    part: str,
+    make: Callable[[InstitutionData, str, Preprocessor], Arrays],
+) -> Arrays:
+    """One institution's arrays of one ``part`` (train/test "", "validation") in ``RUN_ARRAYS``."""
+    files = files_version([data_path] if data_path else config.data.files)
+    keyed = SourceKey(vertical)
+    fingerprint = config.fingerprint() if fingerprint is None else fingerprint
+    run = (keyed, fingerprint, preprocessor_json, data_path, files)
+
+    def build() -> Arrays:
+        preprocessor = Preprocessor.from_json(preprocessor_json)
+        if data_path is not None:
+            federation, institution = load_node_institution(config, vertical, data_path)
+        else:
+            federation = _load_federation_cached(keyed, fingerprint, files)
+            institution = federation.institutions[name]
+        return make(institution, federation.schema.target, preprocessor)
+
+    return RUN_ARRAYS.get(run, f"{name}\x00{part}" if part else name, build)
 
 
 def federation_arrays(config: ExperimentConfig, vertical: RowSource, preprocessor: Preprocessor) -> dict[str, Arrays]:

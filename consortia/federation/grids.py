@@ -98,19 +98,41 @@ class RecordingGrid(DelegatingGrid):
     def __init__(self, grid: Grid) -> None:
         super().__init__(grid)
         self.log: dict[int, dict[str, dict[str, Any]]] = {}
+        self._pushed: dict[str, str] = {}  # message id -> message type, until its reply is pulled
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         sent = list(messages)
         kinds = {m.metadata.dst_node_id: m.metadata.message_type for m in sent}
         replies = list(self.inner.send_and_receive(sent, timeout=timeout))
         for reply in replies:
-            node = reply.metadata.src_node_id
-            kind = kinds.get(node, reply.metadata.message_type)
-            if reply.has_error():  # an error's reason text leaves the node too (Flower forwards exceptions)
-                self._note_error(node, kind, reply.error.reason)
-            else:
-                self._note(node, kind, reply.content)
+            self._note_reply(kinds.get(reply.metadata.src_node_id, reply.metadata.message_type), reply)
         return replies
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Phases that push and pull themselves (histogram XGBoost's watch) are logged as well."""
+        sent = list(messages)
+        ids = list(self.inner.push_messages(sent))
+        self._pushed.update({mid: m.metadata.message_type for mid, m in zip(ids, sent, strict=True)})
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        replies = list(self.inner.pull_messages(message_ids))
+        for reply in replies:
+            self._note_reply(self._pushed.pop(reply.metadata.reply_to_message_id, reply.metadata.message_type), reply)
+        return replies
+
+    def note_channel(self, node: int, channel: str, fields: list[str], *, encrypted: bool) -> None:
+        """What a node sent outside Flower's messages (histogram XGBoost's federated communicator), so
+        that the disclosure log lists it beside the replies; its bytes are not counted."""
+        entry = self.log.setdefault(node, {}).setdefault(channel, {"replies": 0, "bytes": 0, "records": {}})
+        entry["records"]["all-reduce"] = {"kind": "outside Flower", "fields": fields, "tls": encrypted}
+
+    def _note_reply(self, kind: str, reply: Message) -> None:
+        node = reply.metadata.src_node_id
+        if reply.has_error():  # an error's reason text leaves the node too (Flower forwards exceptions)
+            self._note_error(node, kind, reply.error.reason)
+        else:
+            self._note(node, kind, reply.content)
 
     def _note_error(self, node: int, message_type: str, reason: str | None) -> None:
         entry = self.log.setdefault(node, {}).setdefault(message_type, {"replies": 0, "bytes": 0, "records": {}})

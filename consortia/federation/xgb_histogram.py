@@ -62,6 +62,10 @@ from consortia.runs.folder import RunFolder
 from consortia.runs.results import RoundRecord, aggregate_over_institutions, metric_aggregation
 from consortia.verticals import Vertical
 
+#: the disclosure log's entry for what each node sent through XGBoost's federated communicator
+COMMUNICATOR = "xgboost.communicator"
+COMMUNICATOR_FIELDS = ["gradient and hessian sums per bin and tree node", "node sums", "row count",
+                       "base-score and evaluation-metric sums"]  # fmt: skip
 HOST_ENV, PORT_ENV, INSECURE_ENV = "CONSORTIA_XGB_SERVER_HOST", "CONSORTIA_XGB_SERVER_PORT", "CONSORTIA_XGB_INSECURE"
 
 
@@ -166,6 +170,9 @@ def train_histogram(
                                         message_type=TRAIN))  # fmt: skip
             # a node's worker gives up after startup_s, then round_s per silent round: the server waits longer
             trained = _watch(grid, messages, server, startup_s + n_rounds * round_s + 60.0, names)
+    if isinstance(grid, RecordingGrid):  # what the communicator carried, in the run's disclosure log
+        for node in nodes:
+            grid.note_channel(node, COMMUNICATOR, COMMUNICATOR_FIELDS, encrypted=authority is not None)
     records = [trained[node].content for node in nodes]
     models = [r.array_records["arrays"].to_numpy_ndarrays()[0] for r in records]
     if any(not np.array_equal(models[0], m) for m in models[1:]):
@@ -217,8 +224,8 @@ def _watch(
     grid: Grid, messages: list[Message], server: FederatedServer, timeout_s: float, names: dict[int, str]
 ) -> dict[int, Message]:
     """Push the training messages and pull replies, ending at the first failure: a node's error
-    reply, the federated server gone, or no reply for ``timeout_s``. The replies go into the
-    run's disclosure log, as ``send_and_receive`` would put them."""
+    reply, the federated server gone, or no reply for ``timeout_s``. The replies reach the run's
+    disclosure log through ``RecordingGrid``'s own push and pull."""
     kinds = {m.metadata.dst_node_id: m.metadata.message_type for m in messages}
     waiting = set(grid.push_messages(messages))
     replies: dict[int, Message] = {}
@@ -228,7 +235,6 @@ def _watch(
         for reply in pulled:
             node = reply.metadata.src_node_id
             waiting.discard(reply.metadata.reply_to_message_id)
-            _record(grid, node, kinds.get(node, TRAIN), reply)
             if reply.has_error():
                 who = names.get(node, f"node {node}")
                 raise FederationError(f"histogram XGBoost stopped: {who} failed: {reply.error.reason}")
@@ -245,18 +251,6 @@ def _watch(
         wait = 0.01 if pulled else min(1.0, wait * 2)
         time.sleep(wait)
     return replies
-
-
-def _record(grid: Grid, node: int, kind: str, reply: Message) -> None:
-    """Note the reply in the run's disclosure log (``RecordingGrid``), wherever it sits in the wrappers."""
-    while grid is not None:
-        if isinstance(grid, RecordingGrid):
-            if reply.has_error():
-                grid._note_error(node, kind, reply.error.reason)
-            else:
-                grid._note(node, kind, reply.content)
-            return
-        grid = getattr(grid, "inner", None)  # type: ignore[assignment]
 
 
 def _pooled(records: Iterable[RecordDict], vertical: Vertical, test_key: str, train_key: str) -> dict[str, float]:

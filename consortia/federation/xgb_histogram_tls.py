@@ -12,8 +12,6 @@ reused after the run. EC P-256 keys: cheap to make, accepted by gRPC's BoringSSL
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from consortia.federation.certificates import alt_names, ca_certificate, not_before
 from consortia.learners.xgboost.histogram import ServerTls, WorkerTls
 
 _PEM = serialization.Encoding.PEM
@@ -51,19 +50,7 @@ class RunAuthority:
     @classmethod
     def create(cls, days: int = 2) -> RunAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("Consortia XGBoost run CA"))
-            .issuer_name(_name("Consortia XGBoost run CA"))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-            .sign(key, hashes.SHA256())
-        )
+        cert = ca_certificate(key, _name("Consortia XGBoost run CA"), days=days, path_length=0)
         return cls(key, cert)
 
     @property
@@ -71,7 +58,7 @@ class RunAuthority:
         return self.cert.public_bytes(_PEM).decode()
 
     def _sign(self, subject: str, public_key: object, usage: x509.ObjectIdentifier, hosts: tuple[str, ...]) -> str:
-        now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        now = not_before()
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(subject))
@@ -84,13 +71,7 @@ class RunAuthority:
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
         if hosts:
-            names: list[x509.GeneralName] = []
-            for host in hosts:
-                try:
-                    names.append(x509.IPAddress(ipaddress.ip_address(host)))
-                except ValueError:
-                    names.append(x509.DNSName(host))
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+            builder = builder.add_extension(alt_names(hosts), critical=False)
         return builder.sign(self.key, hashes.SHA256()).public_bytes(_PEM).decode()
 
     def server_files(self, folder: Path, hosts: tuple[str, ...]) -> ServerTls:
